@@ -1,0 +1,1 @@
+"""Export and measurement: parameter/MAC reports, ONNX / torch.compile / TensorRT exports, latency."""

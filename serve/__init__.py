@@ -1,0 +1,1 @@
+"""HTTP serving of zoo generators (any ch_mul variant, with its measured speedup)."""
