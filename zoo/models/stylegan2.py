@@ -490,7 +490,8 @@ def paper_macs(cfg: Config) -> int:
     """
     widths = cfg.g_widths()
     const = cfg.const_width()
-    total = cfg.mapping_layers * cfg.w_dim * cfg.w_dim  # the TF mapping: Dense0..7, in*out (z_dim == w_dim)
+    embed = cfg.w_dim if cfg.c_dim else 0
+    total = (cfg.z_dim + embed) * cfg.w_dim + (cfg.mapping_layers - 1) * cfg.w_dim * cfg.w_dim  # mapping Dense layers
     total += const * 4 * 16 * const + 16 * const
     for res in cfg.block_resolutions:
         c_out = widths[res]
