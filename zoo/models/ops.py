@@ -29,9 +29,10 @@ def depthwise_kernel(channels: int, gain: float = 1.0, taps=(1, 3, 3, 1)) -> tor
     return k.expand(channels, 1, *k.shape).contiguous()
 
 
-def blur(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], stride: int = 1) -> torch.Tensor:
-    """Pad then FIR-filter each channel (``upfirdn2d`` with up=1); ``stride=2`` also downsamples."""
-    return F.conv2d(F.pad(x, pad), kernel, stride=stride, groups=x.shape[1])
+def blur(x: torch.Tensor, kernel: torch.Tensor, pad: int, stride: int = 1) -> torch.Tensor:
+    """Zero-pad by ``pad`` on every side, then FIR-filter each channel (``upfirdn2d`` with up=1);
+    ``stride=2`` also downsamples.  The padding is the conv's own (no padded copy)."""
+    return F.conv2d(x, kernel, padding=pad, stride=stride, groups=x.shape[1])
 
 
 def upsample2d(x: torch.Tensor, kernel_x4: torch.Tensor) -> torch.Tensor:
