@@ -11,6 +11,8 @@ os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Every test gets its own GANZOO_HOME, so no test reads or writes the user's registry/cache."""
     monkeypatch.setenv("GANZOO_HOME", str(tmp_path_factory.mktemp("ganzoo_home")))
+    for var in ("GANZOO_REGISTRY", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -49,7 +49,7 @@ def test_generate_npy_is_deterministic_per_seed(client):
 
 
 @pytest.mark.parametrize("params,status,fragment", [
-    ({"model": "nope"}, 404, "unknown model"),
+    ({"model": "nope"}, 404, "nope"),
     ({"model": "tiny", "ch_mul": "1"}, 404, "pinned at ch_mul=1/2"),
     ({"model": "tiny", "ch_mul": "abc"}, 400, "ch_mul"),
     ({"model": "tiny", "ch_mul": "1/2", "n": 0}, 400, "n must be"),

@@ -1,0 +1,212 @@
+"""The read API: ``zoo.load``, ``zoo.list``, ``zoo.info``, ``load_checkpoint``, aliases, verify, compare.
+
+``registry=None`` means the default chain: ``$GANZOO_REGISTRY`` (or ``$GANZOO_HOME/registry``, default
+``~/.cache/ganzoo/registry``), then the entries bundled with the package (``zoo/weights/registry``)
+if any.  Any other value is one store: a directory, ``http(s)://...`` or ``hf://org/repo[@rev]``.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+from zoo.registry.store import EntryRef, Store, iter_entries, open_store
+from zoo.widths import ChMul
+
+BACKENDS = ("eager", "onnx", "tensorrt")
+# exported artifact each non-eager backend loads, relative to the entry (written by the export step)
+EXPORT_FILES = {"onnx": "exports/onnx/model.onnx", "tensorrt": "exports/tensorrt/model.ep"}
+
+
+def bundled_registry() -> Path:
+    """Where the package's shipped entries live (an index.json + entries, read only)."""
+    return Path(__file__).resolve().parent.parent / "weights" / "registry"
+
+
+def stores(registry: str | os.PathLike | Store | None = None) -> list[Store]:
+    """The stores searched for ``registry`` (see module docstring)."""
+    if registry is not None:
+        return [open_store(registry)]
+    chain = [open_store(None)]
+    bundled = bundled_registry()
+    if (bundled / "index.json").is_file():
+        from zoo.registry.local import LocalStore
+
+        chain.append(LocalStore(bundled, read_only=True))
+    return chain
+
+
+def resolve(name: str, ch_mul: ChMul = 1, version: Any = None, registry=None) -> tuple[Store, EntryRef]:
+    """(store, entry) for a name, width and version/alias; the first store of the chain that has it."""
+    first_error = None
+    for store in stores(registry):
+        try:
+            return store, store.resolve(name, ch_mul, version)
+        except ZooError as exc:
+            first_error = first_error or exc
+    raise first_error
+
+
+def _as_dtype(dtype):
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+             "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if str(dtype) not in names:
+        raise ZooError(f"unknown dtype {dtype!r}; use one of {', '.join(names)} or a torch.dtype")
+    return names[str(dtype)]
+
+
+def _checkpoint_dir(name) -> Path | None:
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    p = Path(name)
+    return p if ("/" in name or os.sep in name or name.startswith(".")) and (p / "config.json").is_file() else None
+
+
+def load_checkpoint(name: str, ch_mul: ChMul = 1, version: Any = None, device: str = "cpu",
+                    load_D: bool = True, registry=None):
+    """G_ema, G, D, config and metadata of an entry (``zoo.checkpoint.Checkpoint``), files verified first.
+
+    ``name`` may also be a checkpoint directory path (then ``ch_mul``/``version``/``registry`` are unused).
+    """
+    from zoo.checkpoint import load_checkpoint as load_dir
+
+    directory = _checkpoint_dir(name)
+    if directory is not None:
+        return load_dir(directory, device=device, load_D=load_D)
+    store, ref = resolve(name, ch_mul, version, registry)
+    directory = store.fetch(ref)  # verified against the index's sha256 of every file
+    ckpt = load_dir(directory, device=device, load_D=load_D, verify=False)
+    ckpt.name = ref.name
+    return ckpt
+
+
+def load(name: str, ch_mul: ChMul = 1.0, version: Any = None, device: str = "cpu", dtype=None,
+         backend: str = "eager", registry=None):
+    """The eval-mode EMA generator of a registry entry, ready to sample: ``G(z, c) -> images in [-1, 1]``.
+
+    ``ch_mul`` accepts 0.5, Fraction(1, 2) or "1/2"; ``version`` None/"latest", an alias ("stable") or a
+    version (3, "1.2.0").  ``backend="onnx"`` returns an ONNX Runtime wrapper with the same call
+    signature when the entry holds ``exports/onnx/model.onnx``; ``"tensorrt"`` loads
+    ``exports/tensorrt/model.ep`` through torch-tensorrt.  Every file is checked against the sha256
+    recorded in the registry index before it is used.
+    """
+    if backend not in BACKENDS:
+        raise ZooError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "eager":
+        G = load_checkpoint(name, ch_mul, version, device=device, load_D=False, registry=registry).G_ema
+        dtype = _as_dtype(dtype)
+        if dtype is not None:
+            G = G.to(dtype)
+        return G.eval()
+    store, ref = resolve(name, ch_mul, version, registry)
+    artifact = EXPORT_FILES[backend]
+    if artifact not in ref.files:
+        exported = sorted({p.split("/")[1] for p in ref.files if p.startswith("exports/") and p.count("/") >= 2})
+        raise ZooError(
+            f"backend {backend!r} is not available for {ref} (it holds no {artifact}; exported backends: "
+            f"{', '.join(exported) or 'none'}). Export it with `zoo export` and publish the result, or use "
+            "backend='eager'."
+        )
+    directory = store.fetch(ref)
+    if backend == "onnx":
+        from zoo.registry.runtime import OnnxGenerator
+
+        return OnnxGenerator(directory / artifact, directory / "config.json", device=device)
+    from zoo.errors import require
+
+    torch_tensorrt = require("torch_tensorrt", "trt", "backend='tensorrt'")
+    return torch_tensorrt.load(str(directory / artifact)).module()
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
+        return value["value"]
+    return None
+
+
+def headline(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The few facts ``zoo list`` / ``zoo compare`` show: params, MACs, method, numeric metrics."""
+    training = metadata.get("training") or {}
+    metrics = metadata.get("metrics") or {}
+    out = {k: metadata.get(k) for k in ("params_G", "params_D", "macs_G_paper", "macs_G_fvcore", "resolution")}
+    out["method"] = training.get("method") if isinstance(training, dict) else None
+    out["metrics"] = ({k: _number(v) for k, v in metrics.items() if _number(v) is not None}
+                      if isinstance(metrics, dict) else {})
+    return out
+
+
+def _row(store: Store, ref: EntryRef) -> dict[str, Any]:
+    return {"name": ref.name, "ch_mul": ref.ch_mul, "version": ref.version, "aliases": list(ref.aliases),
+            "published": ref.record.get("published"), "registry": store.location,
+            "size_bytes": sum(f["size"] for f in ref.files.values()), **headline(ref.metadata)}
+
+
+def list_entries(name: str | None = None, registry=None) -> list[dict[str, Any]]:
+    """Every entry (optionally of one name) with its headline metadata, across the store chain."""
+    rows = []
+    for store in stores(registry):
+        rows += [_row(store, ref) for ref in iter_entries(store.read_index(), name)]
+    return rows
+
+
+def info(name: str, ch_mul: ChMul = 1, version: Any = None, registry=None) -> dict[str, Any]:
+    """Full metadata of one entry plus where it lives, its aliases and the sha256 of every file."""
+    store, ref = resolve(name, ch_mul, version, registry)
+    return {"name": ref.name, "ch_mul": ref.ch_mul, "version": ref.version, "aliases": list(ref.aliases),
+            "registry": store.location, "path": ref.path, "published": ref.record.get("published"),
+            "files": ref.files, "mlflow": ref.record.get("mlflow"), "metadata": ref.metadata}
+
+
+def set_alias(name: str, ch_mul: ChMul, alias: str, version: Any, registry=None,
+              mlflow_uri: str | None = None) -> tuple[str | None, str | None]:
+    """Point ``alias`` at ``version`` (None removes it) in a writable store; mirrored to MLflow when the
+    entry was registered there and a tracking URI is configured.  Returns (previous, new) target."""
+    store = open_store(registry)
+    previous, new = store.set_alias(name, ch_mul, alias, version)
+    uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        from zoo.registry.mlflow_registry import mirror_alias
+
+        target = store.resolve(name, ch_mul, new) if new is not None else None
+        mirror_alias(uri, name, ch_mul, alias, target)
+    return previous, new
+
+
+def verify(name: str | None = None, registry=None) -> list[dict[str, Any]]:
+    """Re-hash every file of every entry (optionally of one name): [{entry, ok, problems}]."""
+    store = open_store(registry)
+    return [{"name": ref.name, "ch_mul": ref.ch_mul, "version": ref.version, "problems": problems,
+             "ok": not problems}
+            for ref in iter_entries(store.read_index(), name) for problems in [store.verify(ref)]]
+
+
+def compare(name: str, version: Any = None, registry=None) -> list[dict[str, Any]]:
+    """One row per published width of ``name`` (widest first) at ``version`` (default latest)."""
+    rows = []
+    for store in stores(registry):
+        widths = store.read_index()["models"].get(name, {})
+        for ch in sorted(widths, key=lambda k: -Fraction(k)):
+            if any(r["ch_mul"] == ch for r in rows):
+                continue
+            try:
+                ref = store.resolve(name, ch, version)
+            except ZooError:
+                continue  # that width has no such alias/version
+            row = _row(store, ref)
+            row["latency"] = ref.metadata.get("latency")
+            rows.append(row)
+    if not rows:
+        resolve(name, 1, version, registry)  # raises the error that lists what exists
+        raise ZooError(f"no width of {name} has version {version!r}")
+    return rows

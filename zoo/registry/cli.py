@@ -1,0 +1,219 @@
+"""``zoo publish | list | info | alias | verify | compare`` (each with ``--json``)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def _registry_arg(parser, help_extra: str = "") -> None:
+    parser.add_argument("--registry", default=None,
+                        help="registry URI: a directory, http(s)://... or hf://org/repo[@revision] "
+                             f"(default $GANZOO_REGISTRY or $GANZOO_HOME/registry){help_extra}")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _count(n) -> str:
+    """12.3G / 4.56M / 789k / 12: a count with an SI suffix."""
+    if n is None:
+        return "-"
+    for unit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= unit:
+            return f"{n / unit:.3g}{suffix}"
+    return str(n)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())) or "-"
+
+
+# ---------------------------------------------------------------------------------------------- publish
+def add_publish(parser) -> None:
+    parser.add_argument("source",
+                        help="checkpoint directory, or a training run directory holding final/ or checkpoint/")
+    parser.add_argument("--name", default=None, help="entry name (default: the name in the checkpoint's config.json)")
+    parser.add_argument("--ch-mul", default=None, help="width; must match the checkpoint (default: the checkpoint's)")
+    parser.add_argument("--version", default=None, help="integer or semver (default: next integer)")
+    parser.add_argument("--alias", action="append", default=[], help="alias to point at the new version (repeatable)")
+    parser.add_argument("--no-discriminator", action="store_true", help="leave discriminator.safetensors out")
+    parser.add_argument("--mlflow-uri", default=None,
+                        help="also register in this MLflow Model Registry (default $MLFLOW_TRACKING_URI if set)")
+    _registry_arg(parser)
+
+
+def run_publish(args) -> int:
+    from zoo.registry.publish import publish
+
+    ref = publish(args.source, name=args.name, ch_mul=args.ch_mul, version=args.version, aliases=args.alias,
+                  registry=args.registry, include_D=not args.no_discriminator, mlflow_uri=args.mlflow_uri)
+    out = {"name": ref.name, "ch_mul": ref.ch_mul, "version": ref.version, "aliases": list(ref.aliases),
+           "path": ref.path, "files": ref.files, "mlflow": ref.record.get("mlflow")}
+    if args.json:
+        _print_json(out)
+    else:
+        size = sum(f["size"] for f in ref.files.values())
+        print(f"published {ref} ({len(ref.files)} files, {size / 1e6:.2f} MB) aliases: {', '.join(ref.aliases)}")
+        if out["mlflow"]:
+            print(f"registered in MLflow as {out['mlflow']['model_name']} version {out['mlflow']['version']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- list
+def add_list(parser) -> None:
+    parser.add_argument("name", nargs="?", default=None, help="only entries of this name")
+    _registry_arg(parser)
+
+
+def run_list(args) -> int:
+    from zoo.registry.api import list_entries
+
+    rows = list_entries(args.name, registry=args.registry)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no entries" + (f" named {args.name}" if args.name else ""))
+        return 0
+    print(_table([[r["name"], r["ch_mul"], r["version"], ",".join(r["aliases"]), _count(r["params_G"]),
+                   _count(r["macs_G_paper"]), r["method"] or "-", _metrics_text(r["metrics"]),
+                   (r["published"] or "-")[:10]] for r in rows],
+                 ["name", "ch_mul", "version", "aliases", "params G", "MACs G (paper)", "method", "metrics",
+                  "published"]))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- info
+def add_info(parser) -> None:
+    parser.add_argument("name")
+    parser.add_argument("--ch-mul", default="1", help="width (default 1)")
+    parser.add_argument("--version", default=None, help="version or alias (default latest)")
+    _registry_arg(parser)
+
+
+def run_info(args) -> int:
+    from zoo.registry.api import info
+
+    data = info(args.name, args.ch_mul, args.version, registry=args.registry)
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"{data['name']}  ch_mul={data['ch_mul']}  version {data['version']}  aliases: {', '.join(data['aliases'])}")
+    print(f"registry: {data['registry']}  ({data['path']}, published {data['published']})")
+    if data["mlflow"]:
+        ml = data["mlflow"]
+        print(f"mlflow: {ml['model_name']} v{ml['version']} at {ml['tracking_uri']}")
+    print("files:")
+    for rel, f in sorted(data["files"].items()):
+        print(f"  {rel:32s} {f['size']:>12,d}  sha256 {f['sha256']}")
+    print("metadata:")
+    print(json.dumps(data["metadata"], indent=2, sort_keys=True, default=str))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ alias
+def add_alias(parser) -> None:
+    parser.add_argument("name")
+    parser.add_argument("alias", help="alias name, e.g. stable ('latest' is automatic)")
+    parser.add_argument("version", nargs="?", default=None, help="version (or another alias) to point at")
+    parser.add_argument("--ch-mul", default="1", help="width (default 1)")
+    parser.add_argument("--delete", action="store_true", help="remove the alias")
+    parser.add_argument("--mlflow-uri", default=None,
+                        help="mirror to this MLflow registry (default $MLFLOW_TRACKING_URI)")
+    _registry_arg(parser)
+
+
+def run_alias(args) -> int:
+    from zoo.errors import ZooError
+    from zoo.registry.api import set_alias
+
+    if args.delete == (args.version is not None):
+        raise ZooError("give a VERSION to point the alias at, or --delete (not both)")
+    previous, new = set_alias(args.name, args.ch_mul, args.alias, args.version, registry=args.registry,
+                              mlflow_uri=args.mlflow_uri)
+    if args.json:
+        _print_json({"name": args.name, "alias": args.alias, "previous": previous, "version": new})
+    else:
+        print(f"{args.name} ch_mul={args.ch_mul}: {args.alias} {previous or '(unset)'} -> {new or '(removed)'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- verify
+def add_verify(parser) -> None:
+    parser.add_argument("name", nargs="?", default=None, help="only entries of this name")
+    _registry_arg(parser)
+
+
+def run_verify(args) -> int:
+    """Exit 0 when every file matches, 1 when something is missing or tampered with."""
+    from zoo.registry.api import verify
+
+    results = verify(args.name, registry=args.registry)
+    if args.json:
+        _print_json(results)
+    else:
+        for r in results:
+            status = "ok" if r["ok"] else "FAILED"
+            print(f"{status:6s} {r['name']} ch_mul={r['ch_mul']} v{r['version']}")
+            for problem in r["problems"]:
+                print(f"         {problem}")
+        bad = sum(not r["ok"] for r in results)
+        print(f"{len(results)} entries checked, {bad} failed")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+# ---------------------------------------------------------------------------------------------- compare
+def add_compare(parser) -> None:
+    parser.add_argument("name")
+    parser.add_argument("--version", default=None, help="version or alias to compare at each width (default latest)")
+    _registry_arg(parser)
+
+
+def _latency_text(latency) -> str:
+    """'b1 3.1ms b8 9.9ms' from a latency table (list of rows with batch + ms), else '-'."""
+    if not isinstance(latency, list):
+        return "-"
+    parts = []
+    for row in latency:
+        if isinstance(row, dict) and "batch" in row:
+            ms = next((row[k] for k in ("ms", "latency_ms", "median_ms", "mean_ms")
+                       if isinstance(row.get(k), (int, float))), None)
+            if ms is not None:
+                parts.append(f"b{row['batch']} {ms:.3g}ms" + (f" ({row['backend']})" if row.get("backend") else ""))
+    return " ".join(parts[:4]) or "-"
+
+
+def run_compare(args) -> int:
+    from zoo.registry.api import compare
+
+    rows = compare(args.name, args.version, registry=args.registry)
+    if args.json:
+        _print_json(rows)
+        return 0
+    full = rows[0]
+    print(_table([[r["ch_mul"], r["version"], _count(r["params_G"]),
+                   "-" if not (r["params_G"] and full["params_G"]) else f"{full['params_G'] / r['params_G']:.2f}x",
+                   _count(r["macs_G_paper"]), _count(r["macs_G_fvcore"]),
+                   r["method"] or "-", _metrics_text(r["metrics"]), _latency_text(r["latency"])] for r in rows],
+                 ["ch_mul", "version", "params G", "compression", "MACs G (paper)", "MACs G (fvcore)", "method",
+                  "metrics", "latency"]))
+    return 0
+
+
+commands = {
+    "publish": (add_publish, run_publish),
+    "list": (add_list, run_list),
+    "info": (add_info, run_info),
+    "alias": (add_alias, run_alias),
+    "verify": (add_verify, run_verify),
+    "compare": (add_compare, run_compare),
+}

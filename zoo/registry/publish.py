@@ -1,0 +1,156 @@
+"""``publish``: turn a checkpoint (or a training run directory) into a new immutable registry version.
+
+What goes into the entry:
+
+* the checkpoint's ``config.json`` and weights (``generator.safetensors``, and when present
+  ``generator_raw.safetensors`` and ``discriminator.safetensors``), plus ``exports/**`` if the export
+  step left artifacts there (``exports/onnx/model.onnx`` is what ``zoo.load(..., backend="onnx")`` uses);
+* ``metadata.json``: the checkpoint's own metadata.json, the run's ``summary.json`` (merged under
+  ``training``), ``params_G`` / ``params_D`` counted from the loaded modules (trainable parameters),
+  ``macs_G_paper`` from the family's analytic counter, ``macs_G_fvcore`` only if the checkpoint already
+  recorded it (``zoo stats`` / the export step compute it; the registry does not trace models), and a
+  ``registry`` block (name, ch_mul, version, publish time, source, sha256 of the generator, versions);
+* ``manifest.json``: sha256 and size of every other file.  The index records the same for every file.
+
+Nothing is unpickled: the checkpoint is loaded through ``zoo.checkpoint.load_checkpoint``.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+from zoo.checkpoint import CONFIG_FILE, METADATA_FILE, WEIGHT_FILES, read_json, verify_manifest, write_json
+from zoo.errors import ZooError
+from zoo.registry.store import EntryRef, Store, ch_key, check_alias, check_name, check_version, open_store
+
+EXPORTS_DIR = "exports"
+SUMMARY_FILE = "summary.json"
+RUN_CHECKPOINT_SUBDIRS = ("final", "checkpoint")
+
+
+def find_checkpoint(source: str | os.PathLike) -> tuple[Path, Path | None]:
+    """(checkpoint dir, run dir or None) for a checkpoint dir or a run dir holding final/ or checkpoint/."""
+    source = Path(source)
+    if not source.is_dir():
+        raise ZooError(f"{source}: no such directory (expected a checkpoint or training run directory)")
+    if (source / CONFIG_FILE).is_file():
+        run = source.parent if (source.parent / SUMMARY_FILE).is_file() else None
+        return source, run
+    for sub in RUN_CHECKPOINT_SUBDIRS:
+        if (source / sub / CONFIG_FILE).is_file():
+            return source / sub, source
+    raise ZooError(
+        f"{source}: not a checkpoint directory (no {CONFIG_FILE}) and no run checkpoint in "
+        f"{' or '.join(s + '/' for s in RUN_CHECKPOINT_SUBDIRS)}"
+    )
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def build_metadata(ckpt, run_dir: Path | None) -> dict[str, Any]:
+    """Metadata of a new entry from a loaded checkpoint (``zoo.checkpoint.Checkpoint``) and its run dir."""
+    from zoo.models import family_module
+
+    metadata = copy.deepcopy(ckpt.metadata or {})
+    if run_dir is not None and (run_dir / SUMMARY_FILE).is_file():
+        summary = read_json(run_dir / SUMMARY_FILE)
+        if isinstance(summary, dict):
+            metadata["training"] = {**summary, **(metadata.get("training") or {})}
+    metadata["params_G"] = sum(p.numel() for p in ckpt.G_ema.parameters())
+    metadata["params_D"] = sum(p.numel() for p in ckpt.D.parameters()) if ckpt.D is not None else None
+    paper_macs = getattr(family_module(ckpt.config.family), "paper_macs", None)
+    if paper_macs is not None:
+        metadata["macs_G_paper"] = int(paper_macs(ckpt.config))
+    metadata.setdefault("macs_G_fvcore", None)
+    metadata["resolution"] = ckpt.config.resolution
+    metadata["family"] = ckpt.config.family
+    return metadata
+
+
+def _software() -> dict[str, str]:
+    import safetensors
+    import torch
+
+    import zoo
+
+    return {"ganzoo": zoo.__version__, "torch": torch.__version__, "safetensors": safetensors.__version__,
+            "python": platform.python_version()}
+
+
+def _copy_entry_files(ckpt_dir: Path, staged: Path, include_D: bool) -> list[str]:
+    """Copy what an entry holds into ``staged``; returns the names copied."""
+    copied = []
+    names = [CONFIG_FILE] + [f for k, f in WEIGHT_FILES.items() if include_D or k != "D"]
+    for fname in names:
+        if (ckpt_dir / fname).is_file():
+            shutil.copy2(ckpt_dir / fname, staged / fname)
+            copied.append(fname)
+    if (ckpt_dir / EXPORTS_DIR).is_dir():
+        shutil.copytree(ckpt_dir / EXPORTS_DIR, staged / EXPORTS_DIR,
+                        ignore=shutil.ignore_patterns(".*", "*.part", "*.tmp"))
+        copied.append(EXPORTS_DIR + "/")
+    return copied
+
+
+def publish(source: str | os.PathLike, name: str | None = None, ch_mul=None, version: Any = None,
+            aliases: Iterable[str] = (), registry: str | Store | None = None, include_D: bool = True,
+            mlflow_uri: str | None = None) -> EntryRef:
+    """Publish a checkpoint or run directory as a new version and return its entry.
+
+    ``name`` defaults to the checkpoint's config name; ``ch_mul`` (if given) must equal the checkpoint's;
+    ``version=None`` takes the next integer.  ``mlflow_uri`` (or ``$MLFLOW_TRACKING_URI``) also registers
+    the version in that MLflow Model Registry.
+    """
+    from zoo.checkpoint import load_checkpoint
+
+    ckpt_dir, run_dir = find_checkpoint(source)
+    verify_manifest(ckpt_dir)  # a corrupted checkpoint is never published
+    ckpt = load_checkpoint(ckpt_dir, load_D=include_D, verify=False)
+    name = check_name(name or ckpt.name or "")
+    actual = ch_key(ckpt.config.ch_mul)
+    if ch_mul is not None and ch_key(ch_mul) != actual:
+        raise ZooError(f"--ch-mul {ch_key(ch_mul)} disagrees with the checkpoint's config (ch_mul={actual})")
+    version = None if version is None else check_version(version)
+    aliases = [check_alias(a) for a in aliases]
+    metadata = build_metadata(ckpt, run_dir)
+    del ckpt
+
+    store = open_store(registry)
+    if not store.writable:
+        raise ZooError(f"{store.location} is a read-only store; publish to a local directory or hf:// repo, "
+                       "then serve that directory")
+    staged = store.staging_dir()
+    try:
+        copied = _copy_entry_files(ckpt_dir, staged, include_D)
+        software = _software()
+
+        def finalize(directory: Path, v: str) -> dict[str, Any]:
+            from zoo.checkpoint import sha256_file
+
+            metadata["registry"] = {
+                "name": name, "ch_mul": actual, "version": v, "published": _utc_now(),
+                "source": str(Path(source).resolve()), "files_from_source": copied,
+                "generator_sha256": sha256_file(directory / WEIGHT_FILES["G_ema"]), "software": software,
+            }
+            write_json(directory / METADATA_FILE, metadata)
+            return metadata
+
+        ref = store.publish_dir(staged, name, actual, version, finalize, aliases=aliases)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+    uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        from zoo.registry.mlflow_registry import register_entry
+
+        info = register_entry(ref, store, uri)
+        store.set_record_field(ref, "mlflow", info)
+        ref = store.resolve(ref.name, ref.ch_mul, ref.version)
+    return ref

@@ -1,0 +1,374 @@
+"""The registry's data model: entry keys, versions, aliases, the index, and the store interface.
+
+A registry is a directory tree plus one JSON index that any store (local directory, static HTTP
+server, Hugging Face Hub repo) lays out the same way::
+
+    index.json                              the index (below); the only file a reader must fetch first
+    <name>/<ch_mul, '/' -> '_'>/<version>/  one immutable entry: the checkpoint files
+        config.json  generator.safetensors  [generator_raw.safetensors]  [discriminator.safetensors]
+        metadata.json  manifest.json  [exports/<backend>/...]
+
+    index.json = {"format": "ganzoo-registry/1",
+                  "models": {name: {ch_mul: {"aliases": {alias: version},
+                                             "versions": {version: record}}}}}
+    record     = {"path": "<name>/<ch>/<version>", "published": ISO time,
+                  "files": {relpath: {"sha256", "size"}}, "metadata": {...full metadata.json...}}
+
+The index holds the sha256 of every file, so it is the trust anchor: every load re-hashes the files it
+is about to use against it.  Versions are integers ("1", "2", ... auto-incremented) or semver
+("1.2.0"); one (name, ch_mul) uses one scheme.  ``latest`` is not stored: it is always the highest
+version.  Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator
+
+from zoo.checkpoint import sha256_file
+from zoo.errors import ZooError
+from zoo.widths import ChMul, format_ch_mul, parse_ch_mul
+
+INDEX_FILE = "index.json"
+INDEX_FORMAT = "ganzoo-registry/1"
+LATEST = "latest"
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_INT_RE = re.compile(r"^[1-9][0-9]{0,8}$")
+_SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+
+
+# ----------------------------------------------------------------------------------------- validation
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ZooError(
+            f"bad entry name {name!r}: use lower-case letters, digits, '.', '_' and '-' (e.g. stylegan2-emoji)"
+        )
+    return name
+
+
+def ch_key(ch_mul: ChMul) -> str:
+    """Canonical text of a width ('1', '1/2', '1/3'); accepts 0.5, Fraction(1, 2), '1/2'."""
+    return format_ch_mul(parse_ch_mul(ch_mul))
+
+
+def ch_dir(ch_mul: ChMul) -> str:
+    """Directory name of a width: '1/2' -> '1_2'."""
+    return ch_key(ch_mul).replace("/", "_")
+
+
+def version_kind(version: str) -> str:
+    if _INT_RE.match(version):
+        return "int"
+    if _SEMVER_RE.match(version):
+        return "semver"
+    raise ZooError(f"bad version {version!r}: use a positive integer (1, 2, ...) or semver (1.2.0)")
+
+
+def check_version(version: Any) -> str:
+    """A version as its canonical string; ints and digit strings are integer versions."""
+    if isinstance(version, bool) or not isinstance(version, (int, str)):
+        raise ZooError(f"bad version {version!r}: use a positive integer or a semver string")
+    text = str(version).strip()
+    version_kind(text)
+    return text
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
+        raise ZooError(f"bad alias {alias!r}: start with a letter, then letters, digits, '_' or '-'")
+    if alias == LATEST:
+        raise ZooError("'latest' is not settable: it always points at the highest version")
+    return alias
+
+
+def version_key(version: str) -> tuple:
+    """Sort key: integers numerically; semver by precedence (a pre-release sorts before its release)."""
+    if _INT_RE.match(version):
+        return (int(version),)
+    m = _SEMVER_RE.match(version)
+    if not m:
+        return (-1,)
+    major, minor, patch, pre, _build = m.groups()
+    if pre is None:
+        pre_key: tuple = (1,)
+    else:
+        pre_key = (0,) + tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (int(major), int(minor), int(patch), pre_key, version)
+
+
+def sorted_versions(versions) -> list[str]:
+    return sorted(versions, key=version_key)
+
+
+# ----------------------------------------------------------------------------------------------- index
+def empty_index() -> dict[str, Any]:
+    return {"format": INDEX_FORMAT, "models": {}}
+
+
+def check_index(index: Any, where: str) -> dict[str, Any]:
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("models"), dict):
+        raise ZooError(f"{where}: not a ganzoo registry index (expected format {INDEX_FORMAT!r})")
+    return index
+
+
+@dataclass(frozen=True)
+class EntryRef:
+    """A resolved entry: its key and its index record."""
+
+    name: str
+    ch_mul: str
+    version: str
+    record: dict[str, Any]
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        return self.record["path"]
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        return self.record["files"]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.record.get("metadata", {})
+
+    def __str__(self) -> str:
+        return f"{self.name} ch_mul={self.ch_mul} v{self.version}"
+
+
+def entry_path(name: str, ch_mul: str, version: str) -> str:
+    return f"{name}/{ch_dir(ch_mul)}/{version}"
+
+
+def aliases_of(slot: dict[str, Any], version: str) -> tuple[str, ...]:
+    names = [a for a, v in slot.get("aliases", {}).items() if v == version]
+    if slot.get("versions") and sorted_versions(slot["versions"])[-1] == version:
+        names.append(LATEST)
+    return tuple(sorted(names))
+
+
+def iter_entries(index: dict[str, Any], name: str | None = None) -> Iterator[EntryRef]:
+    """Every entry of an index (optionally of one name), by name, width (widest first), version."""
+    models = index["models"]
+    names = [name] if name is not None else sorted(models)
+    for n in names:
+        widths = models.get(n, {})
+        for ch in sorted(widths, key=lambda k: -Fraction(k)):
+            slot = widths[ch]
+            for v in sorted_versions(slot["versions"]):
+                yield EntryRef(n, ch, v, slot["versions"][v], aliases_of(slot, v))
+
+
+def _catalog():
+    from zoo.models import CATALOG
+
+    return CATALOG
+
+
+def _no_weights_hint(name: str) -> str:
+    spec = _catalog().get(name)
+    if spec is None:
+        return ""
+    family = "BigGAN-PyTorch" if spec.family == "biggan" else "NVlabs StyleGAN2"
+    return (
+        f" '{name}' is a catalogue configuration ({spec.dataset}); weights are not bundled. To obtain them: "
+        f"convert the official {family} teacher with `zoo import ... --config {name} --out DIR` and "
+        f"`zoo publish DIR --name {name}`; train DGL-GAN students with `zoo train --config {name} --ch-mul 1/2 "
+        f"--teacher {name} --out RUN` and `zoo publish RUN --name {name}`."
+    )
+
+
+def resolve(index: dict[str, Any], name: str, ch_mul: ChMul = 1, version: Any = None,
+            where: str = "registry") -> EntryRef:
+    """Find (name, ch_mul, version|alias|'latest'|None) in an index, or raise an error listing what exists."""
+    check_name(name)
+    key = ch_key(ch_mul)
+    models = index["models"]
+    if name not in models:
+        known = ", ".join(sorted(models)) or "none"
+        raise ZooError(f"no entry named {name!r} in {where} (published names: {known}).{_no_weights_hint(name)}")
+    widths = models[name]
+    if key not in widths:
+        have = ", ".join(sorted(widths, key=lambda k: -Fraction(k)))
+        hint = f" Train that width with `zoo train --config {name} --ch-mul {key} ...` and publish it." \
+            if name in _catalog() else ""
+        raise ZooError(f"{name} has no published ch_mul={key} in {where} (published widths: {have}).{hint}")
+    slot = widths[key]
+    versions = slot["versions"]
+    available = sorted_versions(versions)
+    if version is None or version == LATEST:
+        chosen = available[-1]
+    else:
+        text = str(version).strip() if isinstance(version, (int, str)) and not isinstance(version, bool) else None
+        if text in versions:
+            chosen = text
+        elif text in slot.get("aliases", {}):
+            chosen = slot["aliases"][text]
+        else:
+            aliases = ", ".join(f"{a}->{v}" for a, v in sorted(slot.get("aliases", {}).items())) or "none"
+            raise ZooError(
+                f"{name} ch_mul={key} has no version or alias {str(version)!r} in {where} "
+                f"(versions: {', '.join(available)}; aliases: {aliases}; or 'latest')."
+            )
+    return EntryRef(name, key, chosen, versions[chosen], aliases_of(slot, chosen))
+
+
+def add_version(index: dict[str, Any], name: str, ch_mul: str, version: str | None,
+                record_fn) -> EntryRef:
+    """Add a new version to ``index`` in place (``version=None``: the next integer).
+
+    ``record_fn(version) -> record`` builds the record once the version is known.  Existing versions
+    are never replaced.
+    """
+    key = ch_key(ch_mul)
+    slot = index["models"].setdefault(check_name(name), {}).setdefault(key, {"aliases": {}, "versions": {}})
+    versions = slot["versions"]
+    kinds = {version_kind(v) for v in versions}
+    if version is None:
+        if "semver" in kinds:
+            raise ZooError(f"{name} ch_mul={key} uses semver versions: pass --version explicitly")
+        version = str(max((int(v) for v in versions), default=0) + 1)
+    version = check_version(version)
+    if version in versions:
+        raise ZooError(f"{name} ch_mul={key} version {version} already exists; versions are never overwritten")
+    if kinds and version_kind(version) not in kinds:
+        raise ZooError(f"{name} ch_mul={key} uses {kinds.pop()} versions; {version!r} would mix schemes")
+    if version in slot["aliases"]:
+        raise ZooError(f"{version!r} is already an alias of {name} ch_mul={key}")
+    versions[version] = record_fn(version)
+    return EntryRef(name, key, version, versions[version], aliases_of(slot, version))
+
+
+def set_alias(index: dict[str, Any], name: str, ch_mul: ChMul, alias: str, version: Any | None) -> str | None:
+    """Point ``alias`` at ``version`` (``None`` removes it) in place; returns the previous target."""
+    check_alias(alias)
+    ref = resolve(index, name, ch_mul, LATEST)  # validates name and width
+    slot = index["models"][name][ref.ch_mul]
+    if alias in slot["versions"]:
+        raise ZooError(f"alias {alias!r} would shadow a version of the same name")
+    previous = slot["aliases"].get(alias)
+    if version is None:
+        if previous is None:
+            raise ZooError(f"{name} ch_mul={ref.ch_mul} has no alias {alias!r}")
+        del slot["aliases"][alias]
+    else:
+        slot["aliases"][alias] = resolve(index, name, ch_mul, version).version
+    return previous
+
+
+# --------------------------------------------------------------------------------------- file hashing
+def verify_files(directory: Path, files: dict[str, dict[str, Any]]) -> list[str]:
+    """Problems (missing / size / sha256 mismatch), one line per file, of ``directory`` against ``files``."""
+    problems = []
+    for rel, info in sorted(files.items()):
+        p = Path(directory) / rel
+        if not p.is_file():
+            problems.append(f"{rel}: missing")
+        elif p.stat().st_size != info["size"]:
+            problems.append(f"{rel}: size {p.stat().st_size} != {info['size']} (truncated or modified)")
+        elif sha256_file(p) != info["sha256"]:
+            problems.append(f"{rel}: sha256 mismatch (corrupted or tampered with)")
+    return problems
+
+
+def require_verified(directory: Path, ref: EntryRef) -> Path:
+    problems = verify_files(directory, ref.files)
+    if problems:
+        raise ZooError(f"{ref} at {directory} failed verification: " + "; ".join(problems))
+    return Path(directory)
+
+
+def hash_tree(directory: Path) -> dict[str, dict[str, Any]]:
+    """{relative posix path: {sha256, size}} of every regular file under ``directory`` (dotfiles skipped)."""
+    directory = Path(directory)
+    out = {}
+    for p in sorted(directory.rglob("*")):
+        rel = p.relative_to(directory)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+            out[rel.as_posix()] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+    return out
+
+
+# ------------------------------------------------------------------------------------------- stores
+class Store:
+    """Where entries live.  Read side shared by all stores; writable stores add publish/alias."""
+
+    location: str = ""
+    writable: bool = False
+
+    def read_index(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def fetch(self, ref: EntryRef) -> Path:
+        """A local directory holding ``ref``'s files, each verified against the index."""
+        raise NotImplementedError
+
+    def resolve(self, name: str, ch_mul: ChMul = 1, version: Any = None) -> EntryRef:
+        return resolve(self.read_index(), name, ch_mul, version, where=self.location)
+
+    def verify(self, ref: EntryRef) -> list[str]:
+        """Problems of one entry (empty when every file matches the index)."""
+        try:
+            self.fetch(ref)
+        except ZooError as exc:
+            return [str(exc)]
+        return []
+
+    # Writable stores override these.
+    def staging_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="ganzoo-publish-"))
+
+    def publish_dir(self, staged: Path, name: str, ch_mul: str, version: str | None, finalize,
+                    aliases=()) -> EntryRef:
+        raise ZooError(f"{self.location} is a read-only store")
+
+    def set_alias(self, name: str, ch_mul: ChMul, alias: str, version: Any):
+        raise ZooError(f"{self.location} is a read-only store: set aliases where the registry is published")
+
+    def set_record_field(self, ref: EntryRef, key: str, value: Any) -> None:
+        raise ZooError(f"{self.location} is a read-only store")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+
+def ganzoo_home() -> Path:
+    return Path(os.environ.get("GANZOO_HOME") or Path.home() / ".cache" / "ganzoo").expanduser()
+
+
+def default_registry_uri() -> str:
+    """``$GANZOO_REGISTRY`` if set, else ``$GANZOO_HOME/registry`` (default ~/.cache/ganzoo/registry)."""
+    return os.environ.get("GANZOO_REGISTRY") or str(ganzoo_home() / "registry")
+
+
+def open_store(uri: str | os.PathLike | Store | None = None) -> Store:
+    """A store from a URI: a directory path or file:// URL, http(s)://..., or hf://org/repo[@revision]."""
+    if isinstance(uri, Store):
+        return uri
+    text = default_registry_uri() if uri is None else os.fspath(uri)
+    if text.startswith(("http://", "https://")):
+        from zoo.registry.http import HttpStore
+
+        return HttpStore(text)
+    if text.startswith("hf://"):
+        from zoo.registry.hf import HfStore
+
+        return HfStore.from_uri(text)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    elif "://" in text:
+        raise ZooError(f"unsupported registry URI {text!r}: use a directory, file://, http(s):// or hf://org/repo")
+    from zoo.registry.local import LocalStore
+
+    return LocalStore(text)
