@@ -1,0 +1,1 @@
+"""Training, data and metrics for ganzoo (imports nothing heavy at package import)."""
