@@ -33,6 +33,12 @@ def count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def state_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the module's saved state (parameters + persistent buffers, fp32): its safetensors file
+    size, less the small JSON header."""
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
 def example_inputs(G) -> tuple:
     """Batch-1 inputs (z[, c]) for tracing a generator."""
     z = torch.randn(1, G.z_dim)
@@ -74,6 +80,8 @@ def config_stats(cfg, name: str | None = None, fvcore: bool = True) -> dict[str,
         "params_G": count_params(G),
         "params_D": count_params(D),
         "params_G_mapping": count_params(G.mapping) if hasattr(G, "mapping") else None,
+        "size_G_bytes": state_bytes(G),
+        "size_D_bytes": state_bytes(D),
         "macs_G_fvcore": fvcore_macs(G) if fvcore else None,
         "macs_G_paper": int(family.paper_macs(cfg)),
         "macs_convention": {

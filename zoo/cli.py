@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from zoo import __version__
     from zoo.errors import ZooError
 
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"zoo: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    if from_command_line:  # re-exec with tuned glibc malloc settings (zoo/launch.py); no-op when set/opted out
+        from zoo.launch import ensure_malloc_tuning
+
+        ensure_malloc_tuning()
     module_name, help_ = COMMANDS[command]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"zoo {command}", description=help_)

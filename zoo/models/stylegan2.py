@@ -137,13 +137,18 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight * self.weight_gain
         b = self.bias
         if b is not None and self.bias_gain != 1:
             b = b * self.bias_gain
+        # the gain scales the small [N, out] product (addmm's alpha), not a copy of the [out, in] weight
+        if b is not None and x.ndim == 2:
+            y = torch.addmm(b, x, self.weight.t(), alpha=self.weight_gain)
+        else:
+            y = F.linear(x, self.weight) * self.weight_gain
+            y = y if b is None else y + b
         if self.activation == "linear":
-            return F.linear(x, w, b)
-        return bias_act(F.linear(x, w), b, self.activation, gain=LRELU_GAIN)
+            return y
+        return bias_act(y, None, self.activation, gain=LRELU_GAIN)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
@@ -489,6 +494,7 @@ class Discriminator(nn.Module):
         expected = (self.img_channels, self.img_resolution, self.img_resolution)
         if img.ndim != 4 or tuple(img.shape[1:]) != expected:
             raise ValueError(f"D expects images [N, {', '.join(map(str, expected))}], got {list(img.shape)}")
+        img = img.contiguous(memory_format=CHANNELS_LAST)  # ~25% faster convs on CPU; a no-op for G's output
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img)

@@ -1,0 +1,121 @@
+"""Training-step throughput on CPU (issue 9, target 3), ours vs NVlabs stylegan2-ada-pytorch, one run.
+
+The 64-px config (``stylegan2-emoji``: channel_base 8192, channel_max 128, 2 mapping layers), batch
+16.  One step = the generator phase (non-saturating loss through D, backward, Adam step) plus the
+discriminator phase (fakes generated without autograd, logistic loss on fakes and reals, backward,
+Adam step); no R1 / path-length regularisation and no augmentation, as in the notes' measurement
+(NVlabs there: 11.1 / 32.0 / 73.0 img/s at widths 1, 1/2, 1/4).  For students, ours is also timed
+with DGL-GAN's stage-II term: the generator loss adds the frozen full-width teacher discriminator's
+non-saturating loss (one more forward/backward through a full-width D).  The same step function
+drives both implementations; NVlabs is timed only when ``GANZOO_NVLABS_PATH`` is set.
+
+This times the networks, not the training loop (``test_train_throughput.py`` times ``zoo train``).
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from statistics import median
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+BATCH = 16
+ROUNDS = int(os.environ.get("GANZOO_BENCH_ROUNDS", "5"))
+WIDTHS = ("1", "1/2", "1/4", "1/8")
+NAME = "stylegan2-emoji"
+# ours (with the stage-II term for students) must reach this fraction of NVlabs' plain step's img/s
+NVLABS_GATE = 1.0
+DGL_LAMBDA = 0.1
+
+
+class Step:
+    """One non-saturating GAN step (G phase + D phase) for any G(z, c) / D(img, c) pair."""
+
+    def __init__(self, G, D, teacher_D=None):
+        self.G, self.D, self.teacher_D = G.train(), D.train(), teacher_D
+        self.opt_G = torch.optim.Adam(G.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
+        self.opt_D = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
+        if teacher_D is not None:
+            teacher_D.requires_grad_(False)
+        g = torch.Generator().manual_seed(0)
+        self.real = torch.rand(BATCH, 3, 64, 64, generator=g) * 2 - 1
+        self.z_dim = G.z_dim
+
+    def __call__(self):
+        G, D = self.G, self.D
+        # generator phase
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        img = G(torch.randn(BATCH, self.z_dim), None)
+        loss = F.softplus(-D(img, None)).mean()
+        if self.teacher_D is not None:
+            loss = loss + DGL_LAMBDA * F.softplus(-self.teacher_D(img, None)).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        # discriminator phase
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        with torch.no_grad():
+            fake = G(torch.randn(BATCH, self.z_dim), None)
+        loss = F.softplus(D(fake, None)).mean() + F.softplus(-D(self.real, None)).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+
+
+def _nvlabs_pair(networks, ch_mul: str):
+    m = Fraction(ch_mul)
+    kw = dict(channel_base=int(8192 * m), channel_max=int(128 * m), num_fp16_res=0, conv_clamp=None)
+    G = networks.Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3,
+                           mapping_kwargs=dict(num_layers=2), synthesis_kwargs=kw)
+    D = networks.Discriminator(c_dim=0, img_resolution=64, img_channels=3, epilogue_kwargs=dict(mbstd_group_size=4),
+                               **kw)
+    return G, D
+
+
+def _steps(networks):
+    from zoo.models import build_discriminator, build_generator
+
+    torch.manual_seed(0)
+    teacher_D = build_discriminator(NAME, ch_mul="1")
+    steps = {}
+    for w in WIDTHS:
+        steps[("ours", w)] = Step(build_generator(NAME, ch_mul=w), build_discriminator(NAME, ch_mul=w))
+        if w != "1":
+            steps[("ours+dgl", w)] = Step(build_generator(NAME, ch_mul=w), build_discriminator(NAME, ch_mul=w),
+                                          teacher_D)
+        if networks is not None:
+            steps[("nvlabs", w)] = Step(*_nvlabs_pair(networks, w))
+    return steps
+
+
+def _measure(benchmark, interleaved_ms, networks):
+    steps = _steps(networks)
+    times = {}
+    benchmark.pedantic(lambda: times.update(interleaved_ms(steps, rounds=ROUNDS)), rounds=1, iterations=1)
+    img_s = {f"{impl} {w}": round(BATCH * 1000 / median(t), 2) for (impl, w), t in times.items()}
+    benchmark.extra_info.update(config=f"{NAME} 64px", batch=BATCH, rounds=ROUNDS, img_per_s=img_s)
+    print("\n  img/s: " + ", ".join(f"{k}: {v}" for k, v in img_s.items()))
+    return img_s
+
+
+def test_training_step_by_width(benchmark, interleaved_ms):
+    """Ours alone: narrower students train faster; the stage-II term costs less than a second step."""
+    img_s = _measure(benchmark, interleaved_ms, None)
+    for wide, narrow in zip(WIDTHS, WIDTHS[1:3]):
+        assert img_s[f"ours {narrow}"] > 1.3 * img_s[f"ours {wide}"], f"{narrow} is not clearly faster than {wide}"
+    for w in WIDTHS[1:]:
+        assert img_s[f"ours+dgl {w}"] > 0.5 * img_s[f"ours {w}"]
+
+
+def test_training_step_vs_nvlabs(benchmark, interleaved_ms, nvlabs):
+    """Target 3: ours (with DGL's stage-II term for students) >= NVlabs' plain step, at every width."""
+    img_s = _measure(benchmark, interleaved_ms, nvlabs)
+    ratios = {w: round(img_s[f"ours{'+dgl' if w != '1' else ''} {w}"] / img_s[f"nvlabs {w}"], 2) for w in WIDTHS}
+    benchmark.extra_info.update(ours_over_nvlabs=ratios, gate=NVLABS_GATE)
+    print(f"  ours(+dgl)/NVlabs: {ratios}")
+    for w, r in ratios.items():
+        assert r >= NVLABS_GATE, f"ch_mul {w}: {r:.2f}x of NVlabs' img/s"

@@ -1,0 +1,384 @@
+"""``zoo bench``: generator latency per back-end, batch size and width, with same-run speedups.
+
+    zoo bench stylegan2-ffhq --ch-mul 1,1/2,1/4,1/8 --backend eager,onnx --batch 1,8 --iters 5
+    zoo bench runs/teacher runs/student-1_4 --backend onnx --batch 1,8,48 --device cuda --json
+
+For every (model, back-end, batch): ``warmup`` untimed calls (allocations, compilation), then
+``iters`` timed calls on fixed inputs, each synchronised (``time.perf_counter`` on CPU, CUDA events
+on GPU).  All models and back-ends are prepared first and then timed in alternating rounds, so load
+from other processes on a shared machine falls on every variant alike.  Reported: min / median / p90 / p99 / mean ms per call, images/s (batch / median), peak
+memory (CPU: peak RSS growth during the measurement; CUDA: ``max_memory_allocated``), the thread
+counts, and the speedup of each width relative to the full-width (``ch_mul`` 1) model **measured in
+the same run** (plus, per width, each back-end relative to eager).  The result is a latency table
+(:func:`run_bench`) that the registry stores as ``metadata["latency"]`` (:func:`latency_for` picks
+the rows of one width).
+
+Absolute CPU figures depend heavily on the memory allocator (see docs/export.md): the MALLOC_* and
+LD_PRELOAD variables seen by the process are recorded with every table.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from export.artifact import (device_info, is_artifact, load_export, now, read_export_json, resolve_source,
+                             software_versions)
+from export.graph import build_graph, fixed_inputs, input_specs
+from export.spec import BENCH_BACKENDS, BatchRange, check_backend, check_dtype, parse_batch_list, torch_dtype
+from zoo.errors import ZooError
+
+FORMAT = "ganzoo-latency/1"
+ENV_PREFIXES = ("MALLOC_", "LD_PRELOAD", "OMP_", "MKL_", "KMP_", "ORT_", "PYTORCH_CUDA_ALLOC_CONF",
+                "CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_")
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+def allocator_env() -> dict[str, str]:
+    """Environment variables that change CPU/GPU timings (allocator, threads), as this process sees them."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)}
+
+
+def _rss_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def summarize(times_ms: list[float], batch: int) -> dict[str, float]:
+    t = np.asarray(times_ms, dtype=np.float64)
+    median = float(np.median(t))
+    return {"min_ms": float(t.min()), "median_ms": median, "p90_ms": float(np.percentile(t, 90)),
+            "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean()), "std_ms": float(t.std()),
+            "images_per_s": batch * 1000.0 / median if median > 0 else float("nan")}
+
+
+class _PeakMemory:
+    """Peak memory growth while a block runs: CUDA max_memory_allocated, or the process's peak RSS."""
+
+    def __init__(self, device: str):
+        self.cuda = str(device).startswith("cuda")
+        self.device = device
+
+    def __enter__(self):
+        gc.collect()
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            self.base = _rss_kb("VmRSS")
+            self.hwm_ok = _reset_peak_rss()
+            self.start_maxrss = _maxrss_kb()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            self.result = {"peak_mem_mb": peak / 2**20, "peak_mem_delta_mb": (peak - self.base) / 2**20,
+                           "mem_kind": "cuda max_memory_allocated (torch allocator; ONNX Runtime/TensorRT "
+                                       "memory not seen)"}
+        else:
+            peak = _rss_kb("VmHWM") if self.hwm_ok else None
+            if peak is not None and self.base is not None:
+                self.result = {"peak_mem_delta_mb": max(0, peak - self.base) / 1024,
+                               "mem_kind": "peak RSS growth during warm-up (VmHWM - RSS before)"}
+            else:
+                self.result = {"peak_mem_delta_mb": max(0, _maxrss_kb() - self.start_maxrss) / 1024,
+                               "mem_kind": "growth of the process's max RSS during warm-up (lower bound)"}
+        return False
+
+
+def measure_interleaved(fns: dict[Any, Callable[[], Any]], batch: int, warmup: int = 2, iters: int = 10,
+                        device: str = "cpu", on_call: Callable[[], None] | None = None) -> dict[Any, dict]:
+    """Time several functions (each one generator call of ``batch`` images) in alternating rounds.
+
+    Each function first gets ``warmup`` untimed calls (its peak memory is measured there), then every
+    round times each function once (A B C A B C ...), so load from other processes falls on all of them
+    alike: the fair way to measure ratios on a shared machine.  CPU: ``time.perf_counter``; CUDA: CUDA
+    events, synchronised after each call."""
+    if iters < 1 or warmup < 0:
+        raise ZooError(f"need iters >= 1 and warmup >= 0, got iters={iters}, warmup={warmup}")
+    cuda = str(device).startswith("cuda")
+    times: dict[Any, list[float]] = {k: [] for k in fns}
+    memory: dict[Any, dict] = {}
+    with torch.inference_mode():
+        for key, fn in fns.items():
+            with _PeakMemory(device) as mem:
+                for _ in range(warmup):
+                    fn()
+                    if on_call:
+                        on_call()
+            memory[key] = mem.result
+        for _ in range(iters):
+            for key, fn in fns.items():
+                if cuda:
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    fn()
+                    end.record()
+                    end.synchronize()
+                    times[key].append(start.elapsed_time(end))
+                else:
+                    t0 = time.perf_counter()
+                    fn()
+                    times[key].append((time.perf_counter() - t0) * 1000.0)
+                if on_call:
+                    on_call()
+    return {k: {"batch": batch, "warmup": warmup, "iters": iters, **summarize(times[k], batch), **memory[k]}
+            for k in fns}
+
+
+def measure(fn: Callable[[], Any], batch: int, warmup: int = 2, iters: int = 10, device: str = "cpu") -> dict:
+    """Time one function: :func:`measure_interleaved` with a single entry."""
+    return measure_interleaved({0: fn}, batch, warmup, iters, device)[0]
+
+
+def _maxrss_kb() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+# ------------------------------------------------------------------------------------------ models
+
+def _expand_sources(sources: list[str], ch_muls: list[str], version: str | None) -> list[tuple[str, str]]:
+    """(source, ch_mul) pairs: directories as they are, names once per width."""
+    pairs = []
+    for source in sources:
+        if Path(source).is_dir():
+            pairs.append((source, ""))
+        else:
+            pairs.extend((source, w) for w in ch_muls)
+    return pairs
+
+
+def _runner(G, backend: str, dtype: str, device: str, threads: int, batch: BatchRange, workdir: Path,
+            source: dict) -> tuple[Callable[[dict], Any], dict]:
+    """A function feeds -> images for one back-end, and facts about it for the table."""
+    if backend == "eager":
+        graph = build_graph(G, torch_dtype(dtype)).to(device)
+        names = [s.name for s in input_specs(G)]
+        return (lambda feeds: graph(*[feeds[n] for n in names])), {"runtime": "PyTorch eager"}
+    if backend == "compile":
+        from export.compile import compile_at_load
+
+        graph = compile_at_load(build_graph(G, torch_dtype(dtype)).to(device))
+        names = [s.name for s in input_specs(G)]
+        return (lambda feeds: graph(*[feeds[n] for n in names])), {
+            "runtime": "torch.compile(dynamic=True), Inductor; compiled during warm-up"}
+    from export.exporter import export_generator
+
+    out = workdir / f"{backend}-{len(list(workdir.iterdir()))}"
+    path, meta = export_generator(G, out, backend=backend, dtype=dtype, batch=batch, device=device, source=source)
+    kwargs = {"threads": threads} if backend == "onnx" else {}
+    gen = load_export(path, device=device, **kwargs)
+    facts = {"runtime": backend, "verification_max_abs": meta["verification"]["max_abs"]}
+    if backend == "onnx":
+        facts["providers"] = gen.providers
+    return gen._run, facts
+
+
+def _artifact_runner(path: str, device: str, threads: int):
+    _, meta = read_export_json(path)
+    kwargs = {"threads": threads} if meta["backend"] == "onnx" else {}
+    return load_export(path, device=device, **kwargs), meta
+
+
+# ------------------------------------------------------------------------------------------ main API
+
+def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: list[int] = (1,),
+              ch_muls: list[str] = ("1",), device: str = "cpu", dtype: str = "fp32", warmup: int = 2,
+              iters: int = 10, threads: int | None = None, version: str | None = None,
+              progress: bool = True, random_weights: bool = False) -> dict[str, Any]:
+    """Measure every (model, back-end, batch) and return the latency table (see module docstring)."""
+    if not sources:
+        raise ZooError("give at least one checkpoint directory, zoo entry, configuration name or export artifact")
+    for b in backends:
+        check_backend(b, BENCH_BACKENDS)
+    check_dtype(dtype)
+    batches = [int(b) for b in batches]
+    if not batches or min(batches) < 1:
+        raise ZooError(f"bad batch sizes {batches}: need positive sizes")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ZooError("--device cuda was asked for but torch sees no CUDA device")
+    if iters < 1 or warmup < 0:
+        raise ZooError(f"need iters >= 1 and warmup >= 0, got iters={iters}, warmup={warmup}")
+    threads = int(threads or torch.get_num_threads())
+    torch.set_num_threads(threads)
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    ordered = sorted(batches)  # exports cover every size; TensorRT tunes for the middle one
+    batch_range = BatchRange(ordered[0], ordered[len(ordered) // 2], max(ordered[-1], ordered[0] + 1))
+
+    from tqdm import tqdm
+
+    jobs = []
+    for source in sources:
+        jobs.extend([(source, None)] if is_artifact(source) else _expand_sources([source], list(ch_muls), version))
+    runners = []  # (model facts, backend, dtype, fn(feeds), runtime facts, input specs, c_dim)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        for source, width in tqdm(jobs, desc="preparing", unit="model", disable=not progress, leave=False):
+            if width is None:  # an existing export artifact
+                gen, meta = _artifact_runner(source, device, threads)
+                model = {"model": meta.get("source", {}).get("name") or str(source), "ch_mul": meta["model"]["ch_mul"],
+                         "family": meta["model"]["family"], "resolution": meta["model"]["img_resolution"]}
+                runners.append((model, meta["backend"], meta["dtype"], gen._run,
+                                {"runtime": meta["backend"], "artifact": str(source)}, gen.inputs, gen.c_dim))
+                continue
+            G, provenance = resolve_source(source, width or "1", version, device=device,
+                                           random_weights=random_weights)
+            model = {"model": provenance.get("name") or str(source), "ch_mul": G.config.ch_mul,
+                     "family": G.config.family, "resolution": int(G.img_resolution),
+                     "params_G": sum(p.numel() for p in G.parameters()), "source_kind": provenance["kind"]}
+            for backend in backends:
+                fn, facts = _runner(G, backend, dtype, device, threads, batch_range, Path(tmp), provenance)
+                runners.append((model, backend, dtype, fn, facts, input_specs(G), int(getattr(G, "c_dim", 0))))
+            del G
+        bar = tqdm(total=len(batches) * len(runners) * (warmup + iters), desc="bench", unit="call",
+                   disable=not progress, leave=False)
+        for n in batches:
+            fns = {}
+            for i, (model, backend, dt, fn, facts, specs, c_dim) in enumerate(runners):
+                feeds = fixed_inputs(specs, n, c_dim, device)
+                fns[i] = (lambda fn=fn, feeds=feeds: fn(feeds))
+            bar.set_postfix_str(f"batch {n}")
+            results = measure_interleaved(fns, n, warmup, iters, device, on_call=lambda: bar.update(1))
+            for i, (model, backend, dt, fn, facts, specs, c_dim) in enumerate(runners):
+                rows.append({**model, "backend": backend, "dtype": dt, **results[i], **facts, "_order": i})
+        bar.close()
+        rows.sort(key=lambda r: (r.pop("_order"), r["batch"]))
+        del runners, fns
+        gc.collect()
+    _add_speedups(rows)
+    return {
+        "format": FORMAT,
+        "date": now(),
+        "device": device_info(device),
+        "threads": {"torch": torch.get_num_threads(), "onnxruntime_intra_op": threads,
+                    "onnxruntime_inter_op": 1},
+        "env": allocator_env(),
+        "versions": software_versions(),
+        "settings": {"warmup": warmup, "iters": iters, "dtype": dtype,
+                     "timer": "CUDA events" if str(device).startswith("cuda") else "time.perf_counter",
+                     "order": "per batch size, every model/back-end timed once per round, in alternating rounds",
+                     "noise_mode": "const", "fused_modconv": False,
+                     "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if str(device).startswith("cuda") else None,
+                     "inputs": "z from seeds 0..N-1, classes i % c_dim, psi cycling 1.0/0.7"},
+        "rows": rows,
+    }
+
+
+def _add_speedups(rows: list[dict]) -> None:
+    """speedup_vs_full: median of the ch_mul-1 row (same model, back-end, dtype, batch) / this row's;
+    speedup_vs_eager: the eager row of the same model and width / this row's."""
+    def key(r, **change):
+        d = {"model": r["model"], "ch_mul": r["ch_mul"], "backend": r["backend"], "dtype": r["dtype"],
+             "batch": r["batch"], **change}
+        return tuple(sorted(d.items()))
+
+    index = {key(r): r for r in rows}
+    for r in rows:
+        full = index.get(key(r, ch_mul="1"))
+        r["speedup_vs_full"] = full["median_ms"] / r["median_ms"] if full else None
+        eager = index.get(key(r, backend="eager"))
+        r["speedup_vs_eager"] = eager["median_ms"] / r["median_ms"] if eager else None
+
+
+def latency_for(table: dict[str, Any], ch_mul: str, model: str | None = None) -> list[dict[str, Any]]:
+    """The rows of one width as self-contained records, for a registry entry's ``metadata["latency"]``.
+
+    Each row carries the table's context (device name, date, threads, allocator env, versions) next
+    to backend, dtype, batch and the figures, so rows from different runs can be stored together."""
+    context = {"device": table["device"]["name"], "device_type": table["device"]["type"], "date": table["date"],
+               "threads": table["threads"], "env": table["env"], "versions": table["versions"],
+               "timer": table["settings"]["timer"]}
+    return [{**r, **context} for r in table["rows"]
+            if r["ch_mul"] == ch_mul and (model is None or r["model"] == model)]
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+def add_arguments(parser) -> None:
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="checkpoint directory, zoo entry, configuration name (random weights) or export artifact")
+    parser.add_argument("--backend", default="eager",
+                        help=f"comma-separated back-ends: {', '.join(BENCH_BACKENDS)} (default eager)")
+    parser.add_argument("--batch", default="1,8", help="comma-separated batch sizes, e.g. 1,8,48 (default 1,8)")
+    parser.add_argument("--ch-mul", default="1", help="comma-separated widths for entries/names, e.g. 1,1/2,1/4,1/8")
+    parser.add_argument("--version", default=None, help="zoo entry version or alias")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="configuration names build random weights even if a zoo entry has that name")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--dtype", default="fp32", help="fp32 or fp16 (default fp32)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
+    parser.add_argument("--iters", type=int, default=10, help="timed calls per measurement (default 10)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and ONNX Runtime (default: torch's default, stated in the output)")
+    parser.add_argument("--json", action="store_true", help="print the latency table as JSON")
+    parser.add_argument("--out", default=None, help="also write the latency table (JSON) to this file")
+
+
+def format_table(table: dict[str, Any]) -> str:
+    dev = table["device"]
+    lines = [f"device: {dev['name']} ({dev['type']}), threads: torch {table['threads']['torch']}, "
+             f"onnxruntime {table['threads']['onnxruntime_intra_op']}; timer: {table['settings']['timer']}; "
+             f"{table['settings']['warmup']} warm-up + {table['settings']['iters']} timed calls",
+             f"allocator/thread env: {table['env'] or 'none set'}", ""]
+    header = (f"{'model':20s} {'ch_mul':>6s} {'backend':>11s} {'dtype':>5s} {'batch':>5s} {'min ms':>10s} "
+              f"{'median ms':>10s} {'p90 ms':>10s} {'img/s':>9s} {'mem MB':>8s} {'vs full':>8s} {'vs eager':>8s}")
+    lines += [header, "-" * len(header)]
+    for r in table["rows"]:
+        fmt = (lambda v: "-" if v is None else f"{v:.2f}x")
+        lines.append(f"{r['model'][:20]:20s} {r['ch_mul']:>6s} {r['backend']:>11s} {r['dtype']:>5s} {r['batch']:>5d} "
+                     f"{r['min_ms']:>10.1f} {r['median_ms']:>10.1f} {r['p90_ms']:>10.1f} {r['images_per_s']:>9.2f} "
+                     f"{r.get('peak_mem_delta_mb', 0):>8.0f} {fmt(r['speedup_vs_full']):>8s} "
+                     f"{fmt(r['speedup_vs_eager']):>8s}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from zoo.checkpoint import write_json
+
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not backends:
+        raise ZooError("bad --backend '': name at least one of " + ", ".join(BENCH_BACKENDS))
+    for b in backends:
+        check_backend(b, BENCH_BACKENDS)
+    batches = parse_batch_list(args.batch)
+    ch_muls = [w.strip() for w in args.ch_mul.split(",") if w.strip()]
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise ZooError(f"bad --device {args.device!r}: use cpu or cuda")
+    table = run_bench(args.sources, backends, batches, ch_muls, device=args.device, dtype=args.dtype,
+                      warmup=args.warmup, iters=args.iters, threads=args.threads, version=args.version,
+                      progress=not args.json, random_weights=args.random_weights)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(args.out), table)
+    print(json.dumps(table, indent=2) if args.json else format_table(table))
+    return 0
