@@ -18,9 +18,10 @@ import pytest
 import torch
 
 DEVICE = os.environ.get("GANZOO_BENCH_DEVICE", "cpu")
-# one thread by default: two threads on two cores shared with other jobs spin-wait on each other and
-# make single calls 10x slower at random; set GANZOO_BENCH_THREADS to measure more
-THREADS = int(os.environ.get("GANZOO_BENCH_THREADS", "1"))
+# one thread by default (restored afterwards): two threads on two cores shared with other jobs spin-wait
+# on each other and make single calls up to 10x slower at random, which ruins ratios; override with
+# GANZOO_LATENCY_THREADS (GANZOO_BENCH_THREADS, which conftest.py pins for the other benchmarks, is not used)
+THREADS = int(os.environ.get("GANZOO_LATENCY_THREADS", "1"))
 NAME, RESOLUTION, BATCH = "stylegan2-ffhq", 128, 2
 WARMUP, ROUNDS = 1, 5
 # minimum speedup (min over rounds) of each width over the full-width teacher (measured here: ~3.8x / 12x / 33x)
@@ -39,6 +40,7 @@ def timings(tmp_path_factory):
     from export.onnx import OnnxGenerator
     from zoo.models import build_generator
 
+    previous = torch.get_num_threads()
     if DEVICE == "cpu":
         torch.set_num_threads(THREADS)
     calls = {}
@@ -53,7 +55,8 @@ def timings(tmp_path_factory):
             ort = OnnxGenerator(path, threads=THREADS)
             calls[(ch_mul, "onnx")] = (lambda o=ort, f=feeds: o._run(f))
     results = measure_interleaved(calls, BATCH, WARMUP, ROUNDS, DEVICE)
-    return {key: (results[key], calls[key]) for key in calls}
+    yield {key: (results[key], calls[key]) for key in calls}
+    torch.set_num_threads(previous)
 
 
 def _record(benchmark, fn, **info):
