@@ -18,9 +18,6 @@ import importlib
 import importlib.metadata
 import os
 import platform
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,33 +140,6 @@ def model_info(G) -> dict[str, Any]:
             "arch": cfg.to_dict() if cfg is not None else None, "z_dim": int(G.z_dim),
             "c_dim": int(getattr(G, "c_dim", 0)), "img_resolution": int(G.img_resolution),
             "img_channels": int(G.img_channels)}
-
-
-# ------------------------------------------------------------------------------------------ directory
-
-@contextmanager
-def staging_dir(out: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary sibling of ``out``; on success rename it to ``out``, on any error delete it."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ZooError(f"{out} already exists (pass --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_export_json(directory: Path, record: dict[str, Any]) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from export.artifact import model_info, now, software_versions, staging_dir, write_export_json
+from export.artifact import model_info, now, software_versions, write_export_json
+from zoo.checkpoint import staging_dir
 from export.graph import build_graph, family_of, fixed_inputs, input_specs, output_spec
 from export.spec import BACKENDS, BatchRange, check_backend, check_dtype, torch_dtype
 from export.verify import default_thresholds, verify

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,31 @@ def verify_manifest(directory: Path) -> None:
             raise ZooError(f"{p}: sha256 does not match manifest.json (file corrupted or tampered with)")
 
 
+@contextmanager
+def staging_dir(out: str | os.PathLike, overwrite: bool = False):
+    """Yield a temporary sibling of ``out``; on success rename it to ``out``, on any error delete it."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ZooError(f"{out} already exists (pass --overwrite / overwrite=True to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def save_checkpoint(
     directory: str | os.PathLike,
     *,
@@ -132,11 +158,7 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    if directory.exists() and not overwrite:
-        raise ZooError(f"{directory} already exists (pass overwrite=True to replace it)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
-    try:
+    with staging_dir(directory, overwrite=overwrite) as tmp:
         header = {"format": FORMAT, "family": config.family, "ch_mul": str(config.ch_mul)}
         for key, module in (("G_ema", G_ema), ("G", G), ("D", D)):
             if module is not None:
@@ -146,16 +168,6 @@ def save_checkpoint(
         write_json(tmp / METADATA_FILE, metadata or {})
         if manifest:
             write_json(tmp / MANIFEST_FILE, manifest_for(tmp))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 
