@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/demo}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 ZOO=.venv/bin/zoo
-export GANZOO_REGISTRY="$PWD/$OUT/registry"
+export GANZOO_REGISTRY="$OUT/registry"
 CONFIG=stylegan2-emoji
 DATA=$OUT/data/emoji-portrait-64
 RUNS=$OUT/runs
