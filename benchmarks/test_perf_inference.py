@@ -17,15 +17,14 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 
-import pytest
 import torch
 
 BATCH = 2
 ROUNDS = int(os.environ.get("GANZOO_BENCH_ROUNDS", "5"))
 SG2_WIDTHS = ("1", "1/2", "1/4", "1/8")
 # Regression gates, well below the figures measured on the reference 2-core machine (docs/performance.md:
-# 3.3x / 9.9x / 26x with the tuned allocator) so that a loaded CI box passes; issue 9's targets
-# (3.6x / 12x / 30x) are reported in extra_info, not gated.
+# 3.3-4.3x / 9.7-12.9x / 24-26x with the tuned allocator) so that a loaded CI box passes; issue 9's
+# targets (3.6x / 12x / 30x) are not all met and are reported in extra_info, not gated.
 SPEEDUP_GATES = {"1/2": 2.6, "1/4": 7.0, "1/8": 15.0}
 SPEEDUP_TARGETS = {"1/2": 3.6, "1/4": 12.0, "1/8": 30.0}
 # ours vs NVlabs at the same width (ratio of medians; measured 1.15-1.3x at full width, 1.4-2x narrower)
