@@ -292,3 +292,19 @@ def test_zoo_eval_json_and_cache(halves, tmp_path, capsys):
     assert main(["eval", "--real", str(tmp_path / "nope"), "--fake", str(fake)]) == 2
     assert "not a dataset" in capsys.readouterr().err
     assert main(["eval", "--real", str(real), "--fake", str(fake), "--metrics", "fid2"]) == 2
+
+
+# ------------------------------------------------------------------------------------------ GPU
+
+@pytest.mark.gpu
+def test_evaluate_on_cuda_matches_cpu(halves):
+    """The generator and the feature network on the GPU; statistics on the CPU; same numbers as on CPU."""
+    from zoo.models import build_generator
+
+    A, _ = halves
+    G = build_generator("biggan-fashion-mnist", ch_mul="1/4")
+    cpu = evaluate(G, A, ("kid", "pr", "swd", "cc"), n=128, settings=FAST, progress=False)
+    gpu = evaluate(G.cuda(), A, ("kid", "pr", "swd", "cc"), n=128, settings=FAST, progress=False, use_cache=False)
+    assert gpu["device"].startswith("cuda") and next(G.parameters()).is_cuda
+    assert gpu["metrics"]["kid"] == pytest.approx(cpu["metrics"]["kid"], rel=0.05, abs=1e-3)
+    assert gpu["metrics"]["swd"] == pytest.approx(cpu["metrics"]["swd"], rel=0.05)

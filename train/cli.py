@@ -116,7 +116,7 @@ def make_evaluator(names: tuple[str, ...], dataset, config: str):
         return None
 
     def evaluator(G, metric_names, device):
-        results = evaluate(G, dataset, metrics=metric_names, device=device)
+        results = evaluate(G, dataset, metrics=metric_names, device=device)["metrics"]
         return {name: _scalar(value) for name, value in results.items() if _scalar(value) is not None}
 
     return evaluator

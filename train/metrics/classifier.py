@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train.metrics.features import cache_dir, cache_key, publish
+from train.metrics.features import cache_dir, cache_key, publish, real_index
 
 VERSION = 1
 
@@ -79,7 +79,7 @@ def get_classifier(ds, identity: dict[str, Any], real_features: Callable[[np.nda
                    settings: ClassifierSettings = ClassifierSettings()) -> tuple[LinearProbe, dict[str, Any]]:
     """The cached probe for labelled dataset ``ds`` (trained on first use). Returns (probe, info).
 
-    ``real_features(index)`` returns the (cached) features of the real images ``index``.
+    ``real_features(n, seed)`` returns the (cached) features of the real images ``real_index(len(ds), n, seed)``.
     """
     from safetensors.torch import load_file, save_file
 
@@ -92,8 +92,9 @@ def get_classifier(ds, identity: dict[str, Any], real_features: Callable[[np.nda
             return LinearProbe(**load_file(str(weights))), json.loads(meta.read_text())
         except (OSError, RuntimeError, ValueError, TypeError):
             pass  # a damaged cache entry is retrained
-    index = np.random.RandomState(settings.seed).permutation(len(ds))[:settings.max_images]
-    probe, accuracy = fit_probe(real_features(index), ds.labels[index], ds.num_classes, settings)
+    index = real_index(len(ds), settings.max_images, settings.seed)
+    probe, accuracy = fit_probe(real_features(settings.max_images, settings.seed), ds.labels[index],
+                                ds.num_classes, settings)
     info = {"net": "linear probe on EfficientNet-Lite0 features", "dataset_sha256": ds.sha256,
             "settings": asdict(settings), "trained_on": int(len(index)), "real_holdout_accuracy": accuracy,
             "cache_key": key}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -178,12 +179,14 @@ def _conform(batch: torch.Tensor, resolution: int, channels: int) -> torch.Tenso
 
 # ------------------------------------------------------------------------------------------ evaluate
 
-def _real_features(kind: str, extractor: Callable, identity: dict, real, index: np.ndarray, seed: int,
-                   batch_size: int, use_cache: bool, progress: bool) -> np.ndarray:
+def _real_features(kind: str, extractor: Callable, identity: dict, real, n: int, seed: int, batch_size: int,
+                   use_cache: bool, progress: bool) -> np.ndarray:
+    """Features of the real images ``real_index(len(real), n, seed)``, cached by (content, n, seed, network)."""
     from tqdm.auto import tqdm
 
-    from train.metrics.features import cache_key, cache_load, cache_save
+    from train.metrics.features import cache_key, cache_load, cache_save, real_index
 
+    index = real_index(len(real), n, seed)
     key = cache_key(kind=kind, dataset=real.sha256, n=len(index), seed=seed, extractor=identity)
     if use_cache and (cached := cache_load(kind, key)) is not None and len(cached) == len(index):
         return cached
@@ -218,6 +221,14 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
     from train.data.dataset import ImageDataset, load_dataset
 
     t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str):
+        start = time.perf_counter()
+        yield
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
@@ -227,7 +238,6 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
     real = real if isinstance(real, ImageDataset) else load_dataset(real)
     source, dev = _resolve_fake(fake, real, n, seed, truncation_psi, device)
     n_real = min(n_real or n, len(real))
-    real_index = np.random.RandomState(seed).permutation(len(real))[:n_real]
 
     skipped: dict[str, str] = {}
     result: dict[str, Any] = {"metrics": {}, "skipped": skipped, "real": {**real.describe(), "n": n_real},
@@ -265,23 +275,28 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
         else:
             from train.metrics.classifier import get_classifier
 
-            def probe_features(index: np.ndarray) -> np.ndarray:
-                return _real_features("efflite0", eff, eff.identity, real, index, settings.classifier.seed,
-                                      batch_size, use_cache, progress)
+            def probe_features(count: int, probe_seed: int) -> np.ndarray:
+                return _real_features("efflite0", eff, eff.identity, real, count, probe_seed, batch_size,
+                                      use_cache, progress)
 
-            probe, result["classifier"] = get_classifier(real, eff.identity, probe_features, settings.classifier)
+            with stage("classifier"):
+                probe, result["classifier"] = get_classifier(real, eff.identity, probe_features,
+                                                             settings.classifier)
 
     # --- one pass over the fakes
     fake_eff, fake_inc, fake_probs, fake_imgs, fake_labels = [], [], [], [], []
     need_probs = detector is not None and "is" in want
     total = (source.n + batch_size - 1) // batch_size
+    loop_start = time.perf_counter()
     for batch, labels in tqdm(source.batches(batch_size), total=total, desc="fake images", unit="batch",
                               disable=not progress, mininterval=1.0):
         batch = _conform(batch, real.resolution, real.channels)
         if eff is not None:
-            fake_eff.append(eff(batch))
+            with stage("fake_features"):
+                fake_eff.append(eff(batch))
         if detector is not None:
-            feats, probs = detector(batch, probs=need_probs)
+            with stage("fake_inception"):
+                feats, probs = detector(batch, probs=need_probs)
             fake_inc.append(feats)
             if probs is not None:
                 fake_probs.append(probs)
@@ -289,34 +304,45 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
             fake_imgs.append(batch)
         if probe is not None:
             fake_labels.append(labels.numpy())
+    timings["fake_images"] = (time.perf_counter() - loop_start - timings.get("fake_features", 0.0)
+                              - timings.get("fake_inception", 0.0))
 
     from train.metrics.stats import fd, kid, precision_recall
 
     out = result["metrics"]
     fake_eff = np.concatenate(fake_eff) if eff is not None else None
     if want & {"kid", "fd", "pr"}:
-        real_eff = _real_features("efflite0", eff, eff.identity, real, real_index, seed, batch_size, use_cache,
-                                  progress)
+        with stage("real_features"):
+            real_eff = _real_features("efflite0", eff, eff.identity, real, n_real, seed, batch_size,
+                                      use_cache, progress)
         if "kid" in want:
-            out["kid"], out["kid_std"] = kid(real_eff, fake_eff, settings.kid_subsets, settings.kid_subset_size,
-                                             seed)
+            with stage("kid"):
+                out["kid"], out["kid_std"] = kid(real_eff, fake_eff, settings.kid_subsets,
+                                                 settings.kid_subset_size, seed)
         if "fd" in want:
-            out["fd"] = fd(real_eff, fake_eff)
+            with stage("fd"):
+                out["fd"] = fd(real_eff, fake_eff)
         if "pr" in want:
             m = min(len(real_eff), len(fake_eff))
-            out["precision"], out["recall"] = precision_recall(real_eff[:m], fake_eff[:m], settings.pr_k)
+            with stage("pr"):
+                out["precision"], out["recall"] = precision_recall(real_eff[:m], fake_eff[:m], settings.pr_k)
     if "swd" in want:
         from train.metrics.swd import swd
 
-        real_imgs = torch.from_numpy(real.images[real_index])
-        out.update(swd(real_imgs, torch.cat(fake_imgs), patches=settings.swd_patches,
-                       directions=settings.swd_directions, repeats=settings.swd_repeats, seed=seed))
+        from train.metrics.features import real_index
+
+        real_imgs = torch.from_numpy(real.images[real_index(len(real), n_real, seed)])
+        with stage("swd"):
+            out.update(swd(real_imgs, torch.cat(fake_imgs), patches=settings.swd_patches,
+                           directions=settings.swd_directions, repeats=settings.swd_repeats, seed=seed,
+                           progress=progress))
     if detector is not None:
         from train.metrics.inception import inception_score
 
         if "fid" in want:
-            real_inc = _real_features("inception", lambda b: detector(b)[0], detector.identity, real, real_index,
-                                      seed, batch_size, use_cache, progress)
+            with stage("real_inception"):
+                real_inc = _real_features("inception", lambda b: detector(b)[0], detector.identity, real,
+                                          n_real, seed, batch_size, use_cache, progress)
             out["fid"] = fd(real_inc, np.concatenate(fake_inc))
         if "is" in want:
             out["is"], out["is_std"] = inception_score(np.concatenate(fake_probs), settings.is_splits)
@@ -329,6 +355,7 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
                           "n_swd": min(n_real, source.n) if "swd" in want else None}
     result["metrics_requested"] = names
     result["seconds"] = round(time.perf_counter() - t0, 2)
+    result["timings"] = {k: round(v, 2) for k, v in timings.items()}
     return result
 
 

@@ -24,6 +24,14 @@ def cache_dir() -> Path:
     return home / "cache" / "metrics"
 
 
+def real_index(count: int, n: int, seed: int) -> np.ndarray:
+    """The real images a metric uses: the first ``n`` of a permutation seeded by ``seed`` (all if n >= count).
+
+    Cache keys name real features by (dataset sha256, n, seed), so this is the only way they are chosen.
+    """
+    return np.random.RandomState(seed).permutation(count)[:n]
+
+
 def cache_key(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 

@@ -104,7 +104,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int, repeat
 
 
 def swd(real: torch.Tensor, fake: torch.Tensor, *, patches: int = 128, directions: int = 128, repeats: int = 4,
-        seed: int = 0) -> dict[str, float]:
+        seed: int = 0, progress: bool = False) -> dict[str, float]:
     """SWD x 1e3 between two uint8 NCHW image sets of the same size: ``{'swd_<res>': ..., 'swd': avg}``.
 
     The sets are cut to the same number of images (the smaller one) so both give equal descriptor counts.
@@ -118,8 +118,11 @@ def swd(real: torch.Tensor, fake: torch.Tensor, *, patches: int = 128, direction
     g_dirs = torch.Generator().manual_seed(seed * 4 + 3)
     d_real = descriptors(torch.as_tensor(real[:n]), patches, g_real)
     d_fake = descriptors(torch.as_tensor(fake[:n]), patches, g_fake)
+    from tqdm.auto import tqdm
+
     out = {}
-    for res, a, b in zip(level_resolutions(real.shape[-1]), d_real, d_fake):
+    levels = list(zip(level_resolutions(real.shape[-1]), d_real, d_fake))
+    for res, a, b in tqdm(levels, desc="SWD levels", unit="level", disable=not progress):
         out[f"swd_{res}"] = 1e3 * sliced_wasserstein(_normalise(a, channels), _normalise(b, channels),
                                                      directions, repeats, g_dirs)
     out["swd"] = float(np.mean(list(out.values())))
