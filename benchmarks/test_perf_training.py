@@ -29,16 +29,25 @@ NAME = "stylegan2-emoji"
 # (~33 GMAC per 16 images at 64 px, already near this CPU's MAC rate): measured 1.24x NVlabs at 1/2,
 # but 0.89x at 1/4 and 0.72x at 1/8, where that fixed cost exceeds what a narrow student saves --
 # issue 9's target 3 is NOT met there (docs/performance.md); the gates guard the measured level.
+#
+# The lazy form (``dgl_interval`` k = 4: the teacher term on every 4th G step, weighted 4 lambda; see
+# docs/training.md) divides that cost by 4; it is timed over k steps per call.  Gate 1.0x NVlabs at every
+# student width (expected from the per-step costs above: ~1.2-1.4x).
 NVLABS_GATE_PLAIN = 1.0
 NVLABS_GATE_DGL = {"1/2": 1.0, "1/4": 0.7, "1/8": 0.55}
+NVLABS_GATE_LAZY_DGL = 1.0
 DGL_LAMBDA = 0.1
+LAZY_INTERVAL = 4
 
 
 class Step:
-    """One non-saturating GAN step (G phase + D phase) for any G(z, c) / D(img, c) pair."""
+    """``dgl_interval`` non-saturating GAN steps (G phase + D phase) for any G(z, c) / D(img, c) pair; with
+    a teacher D, its term is added on the first of them with weight lambda * dgl_interval (as train.loop)."""
 
-    def __init__(self, G, D, teacher_D=None):
+    def __init__(self, G, D, teacher_D=None, dgl_interval=1):
         self.G, self.D, self.teacher_D = G.train(), D.train(), teacher_D
+        self.dgl_interval = dgl_interval
+        self.images = BATCH * dgl_interval  # images per call
         self.opt_G = torch.optim.Adam(G.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
         self.opt_D = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
         if teacher_D is not None:
@@ -48,14 +57,18 @@ class Step:
         self.z_dim = G.z_dim
 
     def __call__(self):
+        for i in range(self.dgl_interval):
+            self.step(with_teacher=self.teacher_D is not None and i == 0)
+
+    def step(self, with_teacher: bool):
         G, D = self.G, self.D
         # generator phase
         G.requires_grad_(True)
         D.requires_grad_(False)
         img = G(torch.randn(BATCH, self.z_dim), None)
         loss = F.softplus(-D(img, None)).mean()
-        if self.teacher_D is not None:
-            loss = loss + DGL_LAMBDA * F.softplus(-self.teacher_D(img, None)).mean()
+        if with_teacher:
+            loss = loss + DGL_LAMBDA * self.dgl_interval * F.softplus(-self.teacher_D(img, None)).mean()
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
@@ -91,6 +104,8 @@ def _steps(networks):
         if w != "1":
             steps[("ours+dgl", w)] = Step(build_generator(NAME, ch_mul=w), build_discriminator(NAME, ch_mul=w),
                                           teacher_D)
+            steps[("ours+lazy-dgl", w)] = Step(build_generator(NAME, ch_mul=w), build_discriminator(NAME, ch_mul=w),
+                                               teacher_D, dgl_interval=LAZY_INTERVAL)
         if networks is not None:
             steps[("nvlabs", w)] = Step(*_nvlabs_pair(networks, w))
     return steps
@@ -100,7 +115,7 @@ def _measure(benchmark, interleaved_ms, networks):
     steps = _steps(networks)
     times = {}
     benchmark.pedantic(lambda: times.update(interleaved_ms(steps, rounds=ROUNDS)), rounds=1, iterations=1)
-    img_s = {f"{impl} {w}": round(BATCH * 1000 / median(t), 2) for (impl, w), t in times.items()}
+    img_s = {f"{impl} {w}": round(steps[impl, w].images * 1000 / median(t), 2) for (impl, w), t in times.items()}
     benchmark.extra_info.update(config=f"{NAME} 64px", batch=BATCH, rounds=ROUNDS, img_per_s=img_s)
     print("\n  img/s: " + ", ".join(f"{k}: {v}" for k, v in img_s.items()))
     return img_s
@@ -113,6 +128,7 @@ def test_training_step_by_width(benchmark, interleaved_ms):
         assert img_s[f"ours {narrow}"] > 1.3 * img_s[f"ours {wide}"], f"{narrow} is not clearly faster than {wide}"
     for w in WIDTHS[1:]:
         assert img_s[f"ours+dgl {w}"] > 0.5 * img_s[f"ours {w}"]
+        assert img_s[f"ours+lazy-dgl {w}"] > 1.15 * img_s[f"ours+dgl {w}"], f"lazy teacher term saves nothing at {w}"
 
 
 def test_training_step_vs_nvlabs(benchmark, interleaved_ms, nvlabs):
@@ -120,10 +136,14 @@ def test_training_step_vs_nvlabs(benchmark, interleaved_ms, nvlabs):
     img_s = _measure(benchmark, interleaved_ms, nvlabs)
     plain = {w: round(img_s[f"ours {w}"] / img_s[f"nvlabs {w}"], 2) for w in WIDTHS}
     dgl = {w: round(img_s[f"ours+dgl {w}"] / img_s[f"nvlabs {w}"], 2) for w in WIDTHS[1:]}
-    benchmark.extra_info.update(plain_over_nvlabs=plain, dgl_over_nvlabs=dgl,
-                                gates={"plain": NVLABS_GATE_PLAIN, "dgl": NVLABS_GATE_DGL})
-    print(f"  ours/NVlabs: {plain}; ours+dgl/NVlabs: {dgl}")
+    lazy = {w: round(img_s[f"ours+lazy-dgl {w}"] / img_s[f"nvlabs {w}"], 2) for w in WIDTHS[1:]}
+    benchmark.extra_info.update(plain_over_nvlabs=plain, dgl_over_nvlabs=dgl, lazy_dgl_over_nvlabs=lazy,
+                                gates={"plain": NVLABS_GATE_PLAIN, "dgl": NVLABS_GATE_DGL,
+                                       "lazy_dgl": NVLABS_GATE_LAZY_DGL})
+    print(f"  ours/NVlabs: {plain}; ours+dgl/NVlabs: {dgl}; ours+lazy-dgl (k={LAZY_INTERVAL})/NVlabs: {lazy}")
     for w, r in plain.items():
         assert r >= NVLABS_GATE_PLAIN, f"ch_mul {w}: plain step at {r:.2f}x of NVlabs' img/s"
     for w, r in dgl.items():
         assert r >= NVLABS_GATE_DGL[w], f"ch_mul {w}: stage-II step at {r:.2f}x of NVlabs' img/s"
+    for w, r in lazy.items():
+        assert r >= NVLABS_GATE_LAZY_DGL, f"ch_mul {w}: lazy stage-II step at {r:.2f}x of NVlabs' img/s"

@@ -113,14 +113,22 @@ class _PeakMemory:
         return False
 
 
+# Pause before each timed CPU call when several functions alternate: ONNX Runtime's worker threads
+# spin for 20-50 ms after a run (measured: an eager call right after an ORT call took 2.1x its time
+# alone, 1.0x after a 50 ms pause), and OpenMP's threads spin too, so without a pause each back-end is
+# timed while the previous one's threads still burn the cores.
+SETTLE_S = 0.1
+
+
 def measure_interleaved(fns: dict[Any, Callable[[], Any]], batch: int, warmup: int = 2, iters: int = 10,
                         device: str = "cpu", on_call: Callable[[], None] | None = None) -> dict[Any, dict]:
     """Time several functions (each one generator call of ``batch`` images) in alternating rounds.
 
     Each function first gets ``warmup`` untimed calls (its peak memory is measured there), then every
     round times each function once (A B C A B C ...), so load from other processes falls on all of them
-    alike: the fair way to measure ratios on a shared machine.  CPU: ``time.perf_counter``; CUDA: CUDA
-    events, synchronised after each call."""
+    alike: the fair way to measure ratios on a shared machine.  CPU: ``time.perf_counter``, after a
+    :data:`SETTLE_S` pause when several functions alternate; CUDA: CUDA events, synchronised after each
+    call."""
     if iters < 1 or warmup < 0:
         raise ZooError(f"need iters >= 1 and warmup >= 0, got iters={iters}, warmup={warmup}")
     cuda = str(device).startswith("cuda")
@@ -144,6 +152,8 @@ def measure_interleaved(fns: dict[Any, Callable[[], Any]], batch: int, warmup: i
                     end.synchronize()
                     times[key].append(start.elapsed_time(end))
                 else:
+                    if len(fns) > 1:
+                        time.sleep(SETTLE_S)
                     t0 = time.perf_counter()
                     fn()
                     times[key].append((time.perf_counter() - t0) * 1000.0)

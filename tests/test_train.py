@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from train_helpers import (BIGGAN, SG2, TINY_CLI, run_tiny, same_weights, save_tiny_checkpoint, ticks, tiny_arch,
+from train_helpers import (BIGGAN, SG2, TINY_CLI, TINY_TRAIN, run_tiny, same_weights, save_tiny_checkpoint, ticks, tiny_arch,
                            weights)
 
 
@@ -96,6 +96,7 @@ def test_every_embedded_config_has_demo_and_study_presets():
     (dict(config="stylegan2-emoji", frobnicate=1), "unknown training setting"),
     (dict(config="stylegan2-emoji", batch=10, batch_gpu=4), "multiple of batch_gpu"),
     (dict(config="stylegan2-emoji", lam=-1), "lambda"),
+    (dict(config="stylegan2-emoji", dgl_interval=0), "dgl_interval"),
 ])
 def test_bad_training_configs(kwargs, message):
     from train.config import get_train_config
@@ -143,6 +144,27 @@ def test_lambda_zero_is_exactly_the_baseline_and_lambda_matters(tmp_path, teache
     assert base["method"] == "baseline" and base["lambda"] == 0.0
     assert all("loss/G_dgl" not in r for r in ticks(tmp_path / "base"))
     assert "score/hbar_fake" in ticks(tmp_path / "base")[-1]  # a baseline with a teacher still monitors it
+
+
+@pytest.mark.parametrize("interval", [1, 3])
+def test_lazy_dgl_term_runs_every_k_th_step_with_weight_lambda_k(tmp_path, teachers, monkeypatch, interval):
+    """dgl_interval k: Adv(G, D_bar) on G steps 0, k, 2k, ... of stage II's step counter, weighted lambda * k."""
+    import train.loop
+    from train.losses import dgl_term
+
+    calls = []
+
+    def recording_dgl_term(*args):
+        value = dgl_term(*args)
+        calls.append([None])
+        value.register_hook(lambda grad, slot=calls[-1]: slot.__setitem__(0, float(grad)))
+        return value
+
+    monkeypatch.setattr(train.loop, "dgl_term", recording_dgl_term)
+    run_tiny(tmp_path / "run", teacher=teachers[SG2], T=0.024, S=0.048, dgl_interval=interval)  # steps 3..8
+    assert len(calls) == len([s for s in range(3, 9) if s % interval == 0])
+    assert "batch_gpu" not in TINY_TRAIN  # one micro-batch: d loss / d Adv(G, D_bar) is the weight itself
+    assert [g for (g,) in calls] == pytest.approx([0.1 * interval] * len(calls))
 
 
 def test_biggan_teacher_D_stays_bit_identical(tmp_path, teachers):

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--stage2-kimg", default=None,
                    help="S: stage II length in kimg, or 'divergence' (until the watched metric diverges)")
     p.add_argument("--lambda", dest="lam", type=float, default=None, help="weight of Adv(G, D_bar) (default 0.1)")
+    p.add_argument("--dgl-interval", type=int, default=None, metavar="K",
+                   help="lazy teacher term: Adv(G, D_bar) every K-th G step, weighted lambda*K (default 1 = paper)")
     p.add_argument("--baseline", action="store_true",
                    help="same student and schedule with lambda = 0 (a teacher, if given, is only monitored)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest state")
@@ -152,6 +154,8 @@ def build_spec(args):
         if args.baseline:
             raise ZooError("--lambda and --baseline contradict each other (a baseline has lambda = 0)")
         overrides["lam"] = args.lam
+    if args.dgl_interval is not None:
+        overrides["dgl_interval"] = args.dgl_interval
     if args.batch is not None:
         overrides["batch"] = args.batch
     if args.batch_gpu is not None:

@@ -54,6 +54,9 @@ class TrainConfig:
       stage1_kimg, stage2_kimg:  T and S of Algorithm 1 (kimg); S None = until divergence.
       teacher_kimg:              length of a teacher run (ch_mul 1, S = 0, no teacher) when T is not given.
       lam:                       lambda, the weight of Adv(G, D_bar) in stage II (0.1 in the paper).
+      dgl_interval:              k: Adv(G, D_bar) is added on every k-th generator step, weighted lambda * k
+                                 (lazy, as StyleGAN2 treats R1).  1 = Algorithm 1 exactly (the paper);
+                                 k > 1 divides the full-width teacher's cost in stage II by k.
       batch:                     global minibatch (real images per step, over all processes).
       batch_gpu:                 micro-batch per process and accumulation round (None = batch // world
                                  size); batch = batch_gpu x world size x rounds.
@@ -88,6 +91,7 @@ class TrainConfig:
     stage2_kimg: Optional[float]
     teacher_kimg: float
     lam: float = 0.1
+    dgl_interval: int = 1
     batch: int = 32
     batch_gpu: Optional[int] = None
     # optimisers
@@ -148,8 +152,8 @@ class TrainConfig:
             bad(f"batch ({self.batch}) must be a positive multiple of batch_gpu ({self.batch_gpu})")
         if min(self.g_lr, self.d_lr, self.eps) <= 0 or not all(0 <= b < 1 for b in self.betas):
             bad("learning rates and eps must be > 0 and betas in [0, 1)")
-        if min(self.r1_interval, self.pl_interval, self.pl_batch_shrink) < 1:
-            bad("regulariser intervals and pl_batch_shrink must be >= 1")
+        if min(self.r1_interval, self.pl_interval, self.pl_batch_shrink, self.dgl_interval) < 1:
+            bad("dgl_interval, regulariser intervals and pl_batch_shrink must be >= 1")
         if not 0 <= self.style_mixing <= 1:
             bad(f"style_mixing must be a probability, got {self.style_mixing}")
         if (self.ema_kimg is None) == (self.ema_decay is None):

@@ -357,17 +357,17 @@ def train(spec: RunSpec) -> dict[str, Any]:
     # --- the four phases; stage II adds one term to G's loss
     stats = Stats()
     pl_targets: list[torch.Tensor] = []
-    state = {"stage": counters["stage"]}
+    state = {"stage": counters["stage"], "step": counters["step"]}
 
     def g_main(mb: MicroBatch) -> torch.Tensor:
         z, c = latents(batch_gpu)
         fake = generate(G, z, c, cfg.style_mixing)
         loss = objective.g_loss(D(fake, c))
         stats.add("loss/G_adv", loss)
-        if state["stage"] == 2 and spec.method == "dgl":
+        if state["stage"] == 2 and spec.method == "dgl" and state["step"] % cfg.dgl_interval == 0:
             dgl = dgl_term(D_bar, fake, c, objective)               # Adv(G, D_bar)
             stats.add("loss/G_dgl", dgl)
-            loss = loss + spec.lam * dgl
+            loss = loss + spec.lam * cfg.dgl_interval * dgl         # lazy: lambda * k every k-th step
         return loss
 
     def g_reg(mb: MicroBatch) -> torch.Tensor:
@@ -525,7 +525,8 @@ def train(spec: RunSpec) -> dict[str, Any]:
             snapshot(STAGE1_STATE)
         state["stage"] = counters["stage"] = 2
         tracker.log_event("stage2", nimg=nimg, kimg=nimg / 1000, **{"lambda": spec.lam})
-        say(f"stage II from {nimg / 1000:g} kimg: G loss += {spec.lam} * Adv(G, D_bar)"
+        lazy = f" every {cfg.dgl_interval} G steps" if cfg.dgl_interval > 1 else ""
+        say(f"stage II from {nimg / 1000:g} kimg: G loss += {spec.lam * cfg.dgl_interval:g} * Adv(G, D_bar){lazy}"
             if spec.method == "dgl" else f"stage II from {nimg / 1000:g} kimg (lambda = 0: {spec.method})")
 
     # ============================================================================ Algorithm 1
@@ -533,6 +534,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
     done = counters["nimg"] >= total or counters["diverged"] is not None
     while not done:
         nimg, step = counters["nimg"], counters["step"]
+        state["step"] = step
         maybe_switch_stage()  # T = 0 (DGL from scratch) or a --stage1-from start at T
         t0 = time.perf_counter()
         micro = []

@@ -35,10 +35,23 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, pad: int, stride: int = 1) -> to
     return F.conv2d(x, kernel, padding=pad, stride=stride, groups=x.shape[1])
 
 
-def upsample2d(x: torch.Tensor, kernel_x4: torch.Tensor) -> torch.Tensor:
-    """2x FIR upsampling (``upfirdn2d.upsample2d``): zero-insertion + [2, 1] padding + FIR with gain 4,
-    done as one depthwise transposed conv.  ``kernel_x4`` is ``depthwise_kernel(C, gain=4)``."""
-    return F.conv_transpose2d(x, kernel_x4, stride=2, padding=1, groups=x.shape[1])
+def upsample2d_edge_weights(height: int, width: int) -> torch.Tensor:
+    """[1, 1, 2H, 2W] weights that turn bilinear 2x upsampling into ``upfirdn2d.upsample2d``: 3/4 on the
+    border rows and columns (9/16 in the corners), 1 elsewhere.  See :func:`upsample2d_add`."""
+    rows = torch.ones(2 * height)
+    cols = torch.ones(2 * width)
+    rows[[0, -1]] = cols[[0, -1]] = 0.75
+    return torch.outer(rows, cols)[None, None]
+
+
+def upsample2d_add(x: torch.Tensor, y: torch.Tensor, edge_weights: torch.Tensor) -> torch.Tensor:
+    """``y`` + 2x FIR upsampling of ``x`` (``upfirdn2d.upsample2d``: zero insertion, [2, 1] padding, the [1, 3, 3, 1] FIR with
+    gain 4).  Per dimension that filter gives the two output phases 3/4 x[i] + 1/4 x[i -/+ 1], i.e. bilinear
+    interpolation at half-pixel centres, except at the border, where the zero padding leaves 3/4 x[0] and
+    bilinear replicates x[0]; ``edge_weights`` (:func:`upsample2d_edge_weights`) corrects that.  One
+    vectorised resize instead of a 3-channel depthwise transposed conv (2-3x faster on CPU), and the
+    correction and the sum in one ``addcmul`` pass."""
+    return torch.addcmul(y, F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), edge_weights)
 
 
 def bias_act(x: torch.Tensor, bias: torch.Tensor | None, act: str = "linear", gain: float = 1.0,

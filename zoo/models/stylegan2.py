@@ -29,7 +29,7 @@ from torch import nn
 
 from zoo.models.base import ArchConfig
 from zoo.models.ops import (LRELU_GAIN, LRELU_SLOPE, bias_act, blur, depthwise_kernel, normalize_2nd_moment,
-                            upsample2d)
+                            upsample2d_add, upsample2d_edge_weights)
 from zoo.widths import scale_width
 
 NOISE_MODES = ("random", "const", "none")
@@ -154,6 +154,11 @@ class FullyConnectedLayer(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
 
 
+def _tracing() -> bool:
+    """Inside torch.jit tracing, torch.compile / torch.export or an ONNX export."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
 def _demod_coefs(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
     """rsqrt(sum_{i,k} (w[o,i,k] * s[b,i])^2 + 1e-8) as [B, O], without materialising w * s."""
     return (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
@@ -189,30 +194,40 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused_modconv: bool = False,
                 gain: float = 1.0) -> torch.Tensor:
-        batch = x.shape[0]
+        styles, scale = self.modulation(w, gain)
+        return self.modulated_conv(x, styles, scale, self.offset(noise_mode, gain), noise_mode, fused_modconv, gain)
+
+    def modulation(self, w: torch.Tensor, gain: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """styles [N, in] and output scale [N, out] = demodulation x lrelu gain x ``gain``.
+
+        lrelu is positively homogeneous, so the activation gain folds into the small per-channel
+        factors (demodulation, noise strength, bias) instead of costing a pass over the activations."""
         styles = self.affine(w)
-        # lrelu is positively homogeneous, so the activation gain folds into the small per-channel
-        # factors (demodulation, noise strength, bias) instead of costing a pass over the activations.
+        return styles, _demod_coefs(self.weight, styles) * (LRELU_GAIN * gain)
+
+    def offset(self, noise_mode: str, gain: float = 1.0) -> torch.Tensor:
+        """What is added after the scale: (bias + const noise) x gains, [1, out, H, W] channels-last
+        (built [H, W, C]: broadcasting an [H, W] map over a channels-last tensor is slow on CPU), or the
+        bias alone [1, out, 1, 1] for 'none' / 'random' noise."""
         act_gain = LRELU_GAIN * gain
-        dcoefs = _demod_coefs(self.weight, styles)
+        if noise_mode != "const":
+            return (self.bias * act_gain).view(1, -1, 1, 1)
+        return (self.noise_const[:, :, None] * (self.noise_strength * act_gain)
+                + self.bias * act_gain).unsqueeze(0).permute(0, 3, 1, 2)
+
+    def modulated_conv(self, x: torch.Tensor, styles: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor,
+                       noise_mode: str = "const", fused_modconv: bool = False, gain: float = 1.0) -> torch.Tensor:
+        """conv(x modulated by ``styles``) x ``scale`` + ``offset`` (+ random noise), lrelu, clamp."""
+        batch = x.shape[0]
         if fused_modconv:
-            wts = self.weight.unsqueeze(0) * styles[:, None, :, None, None] * dcoefs[:, :, None, None, None]
+            wts = self.weight.unsqueeze(0) * styles[:, None, :, None, None] * scale[:, :, None, None, None]
             x = self._conv(x.reshape(1, -1, *x.shape[2:]), wts.reshape(-1, self.in_channels, 3, 3), groups=batch)
-            x = x.reshape(batch, self.out_channels, *x.shape[2:])
-            scale = torch.full([1, 1, 1, 1], act_gain, dtype=x.dtype, device=x.device)
-        else:
-            x = self._conv(x * styles[:, :, None, None], self.weight)
-            scale = (dcoefs * act_gain)[:, :, None, None]
-        # x * scale + (bias + const noise) in one pass; the additive term is built [H, W, C] so that it
-        # is channels-last like x (broadcasting a [H, W] map over channels-last is slow on CPU).
-        offset = (self.bias * act_gain).view(1, -1, 1, 1)
-        if noise_mode == "const":
-            offset = (self.noise_const[:, :, None] * (self.noise_strength * act_gain)
-                      + self.bias * act_gain).unsqueeze(0).permute(0, 3, 1, 2)
-        x = torch.addcmul(offset, x, scale)
+            x = x.reshape(batch, self.out_channels, *x.shape[2:]) + offset
+        else:  # x * scale + offset in one pass
+            x = torch.addcmul(offset, self._conv(x * styles[:, :, None, None], self.weight), scale[:, :, None, None])
         if noise_mode == "random":
             x = x + torch.randn([batch, 1, self.resolution, self.resolution], device=x.device,
-                                dtype=x.dtype) * (self.noise_strength * act_gain)
+                                dtype=x.dtype) * (self.noise_strength * (LRELU_GAIN * gain))
         x = F.leaky_relu(x, LRELU_SLOPE, inplace=not x.requires_grad)
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
@@ -234,14 +249,22 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = False) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
+        return self.modulated_conv(x, self.modulation(w))
+
+    def modulation(self, w: torch.Tensor) -> torch.Tensor:
+        """styles [N, in], the weight gain included."""
+        return self.affine(w) * self.weight_gain
+
+    def modulated_conv(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
         # Per-sample modulated 1x1 weights applied as one batched matmul over a channels-last view:
         # reads x once (same maths for the fused and non-fused flags).
         wts = self.weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)            # [N, out, in]
         pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels)     # view if channels-last
-        y = torch.baddbmm(self.bias.view(1, 1, -1), pixels, wts.transpose(1, 2))    # [N, HW, out]
-        y = y.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+        # [N, out, in] @ [N, in, HW]: the pixels are a transposed operand (no copy) and the output is
+        # the image already contiguous NCHW, in long rows (an [N, HW, out] product is 3x slower).
+        y = torch.baddbmm(self.bias.view(1, -1, 1), wts, pixels.transpose(1, 2))    # [N, out, HW]
+        y = y.view(batch, -1, height, width)
         if self.conv_clamp is not None:
             y = y.clamp(-self.conv_clamp, self.conv_clamp)
         return y
@@ -266,18 +289,88 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.is_first = in_channels == 0
         if not self.is_first:
-            self.register_buffer("fir_up", depthwise_kernel(img_channels, gain=4.0), persistent=False)
+            self.register_buffer("up_edges", upsample2d_edge_weights(resolution // 2, resolution // 2),
+                                 persistent=False)
 
-    def forward(self, x, img, ws: torch.Tensor, noise_mode: str, fused_modconv: bool):
+    @property
+    def convs(self) -> list[SynthesisLayer]:
+        return [self.conv1] if self.is_first else [self.conv0, self.conv1]
+
+    def forward(self, x, img, ws: torch.Tensor, noise_mode: str, fused_modconv: bool, modulations=None):
+        """``ws``: the block's [N, num_conv + 1, w_dim] slice.  ``modulations``: each layer's precomputed
+        ``(styles, scale, offset)`` and toRGB styles (the synthesis network's inference path), or None."""
+        convs = self.convs
+        if modulations is None:
+            modulations = [conv.modulation(ws[:, i]) + (conv.offset(noise_mode),) for i, conv in enumerate(convs)]
+            modulations.append(self.torgb.modulation(ws[:, len(convs)]))
         if self.is_first:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).contiguous(memory_format=CHANNELS_LAST)
-            x = self.conv1(x, ws[:, 0], noise_mode, fused_modconv)
-        else:
-            x = self.conv0(x, ws[:, 0], noise_mode, fused_modconv)
-            x = self.conv1(x, ws[:, 1], noise_mode, fused_modconv)
-        y = self.torgb(x, ws[:, self.num_conv], fused_modconv)
-        img = y if img is None else upsample2d(img, self.fir_up) + y
+        for conv, (styles, scale, offset) in zip(convs, modulations):
+            x = conv.modulated_conv(x, styles, scale, offset, noise_mode, fused_modconv)
+        y = self.torgb.modulated_conv(x, modulations[-1])
+        img = y if img is None else upsample2d_add(img, y, self.up_edges)
         return x, img
+
+
+class ModulationTable:
+    """Inference constants of a synthesis network, so that all its styles and demodulation factors
+    come from two batched matmuls instead of ~10 small ops per layer (at ch_mul 1/8 those small ops
+    cost as much as a resolution's convs).
+
+    Stacked, zero-padded per layer: affine weights and biases (gains folded in), the demodulation
+    matrices sum_k w[o, i, k]^2 / 2 (the 1/2 turns rsqrt into sqrt(2) x rsqrt: the lrelu gain), and
+    each layer's (bias + const noise) offset.  Built from the current parameters; ``SynthesisNetwork``
+    rebuilds it when any parameter or buffer changes (data pointer or version counter).
+    """
+
+    def __init__(self, net: "SynthesisNetwork"):
+        convs, rgbs, conv_ws, rgb_ws = [], [], [], []
+        self.order = []  # forward order: ("conv", k) / ("rgb", k)
+        w_idx = 0
+        for res in net.block_resolutions:
+            block = getattr(net, f"b{res}")
+            for i, conv in enumerate(block.convs):
+                self.order.append(("conv", len(convs)))
+                convs.append(conv)
+                conv_ws.append(w_idx + i)
+            self.order.append(("rgb", len(rgbs)))
+            rgbs.append(block.torgb)
+            rgb_ws.append(w_idx + block.num_conv)
+            w_idx += block.num_conv
+        layers = convs + rgbs
+        ref = convs[0].weight
+        self.n_convs, self.n_layers = len(convs), len(layers)
+        self.in_channels = [layer.affine.out_features for layer in layers]
+        self.out_channels = [conv.out_channels for conv in convs]
+        i_max, o_max = max(self.in_channels), max(self.out_channels)
+        self.affine = ref.new_zeros([len(layers), i_max, net.w_dim])
+        self.affine_bias = ref.new_zeros([len(layers), 1, i_max])
+        self.demod = ref.new_zeros([len(convs), i_max, o_max])
+        with torch.no_grad():
+            for k, layer in enumerate(layers):
+                fc, gain = layer.affine, (layer.weight_gain if isinstance(layer, ToRGBLayer) else 1.0)
+                n = fc.out_features
+                self.affine[k, :n] = fc.weight * (fc.weight_gain * gain)
+                self.affine_bias[k, 0, :n] = fc.bias * (fc.bias_gain * gain)
+            for k, conv in enumerate(convs):
+                self.demod[k, :conv.in_channels, :conv.out_channels] = conv.weight.square().sum(dim=[2, 3]).t() / 2
+            self.offsets = {mode: [conv.offset(mode) for conv in convs] for mode in ("const", "none")}
+        self.ws_index = torch.tensor(conv_ws + rgb_ws, device=ref.device)  # table rows: convs, then toRGBs
+
+    def __call__(self, ws: torch.Tensor, noise_mode: str) -> list:
+        """Per layer in forward order: ``(styles, scale, offset)`` for convs, styles for toRGBs."""
+        picked = ws.index_select(1, self.ws_index).transpose(0, 1)                   # [L, N, w_dim]
+        styles = torch.baddbmm(self.affine_bias, picked, self.affine.transpose(1, 2))  # [L, N, in_max]
+        scales = torch.baddbmm(styles.new_full([1, 1, 1], 0.5e-8), styles[:self.n_convs].square(),
+                               self.demod).rsqrt_()                                  # [L_conv, N, out_max]
+        offsets = self.offsets["const" if noise_mode == "const" else "none"]
+        out = []
+        for kind, k in self.order:
+            if kind == "conv":
+                out.append((styles[k, :, :self.in_channels[k]], scales[k, :, :self.out_channels[k]], offsets[k]))
+            else:
+                out.append(styles[self.n_convs + k, :, :self.in_channels[self.n_convs + k]])
+        return out
 
 
 class MappingNetwork(nn.Module):
@@ -346,13 +439,29 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         fused = self.fused_modconv if fused_modconv is None else fused_modconv
+        # eager eval mode without autograd: every layer's modulation from one precomputed table (traced,
+        # compiled and exported graphs keep the per-layer form, which reads the parameters themselves)
+        table = None if (fused or self.training or torch.is_grad_enabled() or _tracing()) else self.modulation_table()
+        modulations = table(ws, noise_mode) if table is not None else None
         x = img = None
-        w_idx = 0
+        w_idx = k = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
-            x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + 1], noise_mode, fused)
+            n = block.num_conv + 1
+            x, img = block(x, img, ws[:, w_idx:w_idx + n], noise_mode, fused,
+                           modulations[k:k + n] if modulations is not None else None)
             w_idx += block.num_conv
+            k += n
         return img
+
+    def modulation_table(self) -> ModulationTable:
+        """The inference table for the current parameters (rebuilt when any of them changed)."""
+        key = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+        cached = self.__dict__.get("_modulation_table")
+        if cached is None or cached[0] != key:
+            cached = (key, ModulationTable(self))
+            self.__dict__["_modulation_table"] = cached
+        return cached[1]
 
 
 class Generator(nn.Module):
