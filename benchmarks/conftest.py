@@ -80,17 +80,13 @@ def nvlabs():
 
 
 def interleaved_ms(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Milliseconds per call of each callable, called round-robin ``rounds`` times after ``warmup``, each
-    timed call after a short pause (``export.bench.SETTLE_S``: the previous call's worker threads spin)."""
-    from export.bench import SETTLE_S
-
+    """Milliseconds per call of each callable, called round-robin ``rounds`` times after ``warmup``."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for key, fn in fns.items():
-            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             fn()
             times[key].append((time.perf_counter() - t0) * 1000)

@@ -23,11 +23,12 @@ BATCH = 2
 ROUNDS = int(os.environ.get("GANZOO_BENCH_ROUNDS", "5"))
 SG2_WIDTHS = ("1", "1/2", "1/4", "1/8")
 # Regression gates, well below the figures measured on the reference 2-core machine (docs/performance.md:
-# 3.3-4.3x / 9.7-12.9x / 24-26x with the tuned allocator) so that a loaded CI box passes; issue 9's
-# targets (3.6x / 12x / 30x) are not all met and are reported in extra_info, not gated.
+# 3.6x / 11.0x / 25.3x with the tuned allocator; 17x at 1/8 in a run disturbed by other load) so that a
+# loaded CI box passes; issue 9's targets (3.6x / 12x / 30x) are not all met and are reported in
+# extra_info, not gated.
 SPEEDUP_GATES = {"1/2": 2.6, "1/4": 7.0, "1/8": 15.0}
 SPEEDUP_TARGETS = {"1/2": 3.6, "1/4": 12.0, "1/8": 30.0}
-# ours vs NVlabs at the same width (ratio of medians; measured 1.15-1.3x at full width, 1.4-2x narrower)
+# ours vs NVlabs at the same width (ratio of medians; measured 1.2-1.3x at full width, 1.5-2.2x narrower)
 NVLABS_GATE = 1.0
 BIGGAN_WIDTHS = ("1", "1/2", "1/3", "1/4")
 
@@ -136,3 +137,47 @@ def test_biggan_width_timings(benchmark, interleaved_ms):
     print("\n" + "\n".join(f"  biggan {k}: {v}" for k, v in table.items()))
     for wide, narrow in zip(BIGGAN_WIDTHS, BIGGAN_WIDTHS[1:]):
         assert ms[narrow] < 1.1 * ms[wide], f"BigGAN ch_mul {narrow} is slower than {wide}"
+
+
+# ONNX Runtime over eager (target 4 asks >= 1.5x): measured 0.8-0.9x at church-256 b2, 2 threads (ORT is
+# the slower one: its ConvTranspose is ~35 % of its time at 1/8, plus NCHWc reorders around every conv);
+# the gate guards against a regression of that level, the target is reported in extra_info.
+ORT_OVER_EAGER_GATE = 0.6
+ORT_OVER_EAGER_TARGET = 1.5
+
+
+def test_onnx_runtime_vs_eager(benchmark, tmp_path_factory):
+    """Target 4: ONNX Runtime (CPU provider, 2 intra-op threads) vs eager, church-256 b2, every width.
+    Timed with ``export.bench.measure_interleaved`` (a settle pause before each call: ORT's threads spin
+    20-50 ms after a run and would otherwise slow the next eager call ~2x)."""
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    from export.bench import measure_interleaved
+    from export.exporter import export_generator
+    from export.graph import build_graph, fixed_inputs, input_specs
+    from export.onnx import OnnxGenerator
+    from zoo.models import build_generator
+
+    threads = torch.get_num_threads()
+    calls = {}
+    for w in SG2_WIDTHS:
+        torch.manual_seed(0)
+        G = build_generator("stylegan2-church", ch_mul=w).eval()
+        feeds = fixed_inputs(input_specs(G), BATCH, G.c_dim)
+        graph = build_graph(G)
+        path, _ = export_generator(G, tmp_path_factory.mktemp("onnx") / w.replace("/", "_"), backend="onnx")
+        ort = OnnxGenerator(path, threads=threads)
+        calls[(w, "eager")] = (lambda g=graph, f=feeds: g(*f.values()))
+        calls[(w, "onnx")] = (lambda o=ort, f=feeds: o._run(f))
+    results = {}
+    benchmark.pedantic(lambda: results.update(measure_interleaved(calls, BATCH, warmup=1, iters=ROUNDS)),
+                       rounds=1, iterations=1)
+    ratio = {w: round(results[(w, "eager")]["median_ms"] / results[(w, "onnx")]["median_ms"], 2) for w in SG2_WIDTHS}
+    table = {f"{b} {w}": round(results[(w, b)]["median_ms"], 2) for (w, b) in calls}
+    benchmark.extra_info.update(config="stylegan2-church 256px", batch=BATCH, threads=threads, ms=table,
+                                ort_speedup_over_eager=ratio, target=ORT_OVER_EAGER_TARGET,
+                                gate=ORT_OVER_EAGER_GATE)
+    print(f"\n  ms: {table}\n  ORT speedup over eager: {ratio} (target {ORT_OVER_EAGER_TARGET}x)")
+    for w, r in ratio.items():
+        assert r >= ORT_OVER_EAGER_GATE, f"ch_mul {w}: ONNX Runtime at {r:.2f}x of eager's speed"
