@@ -312,64 +312,96 @@ class SynthesisBlock(nn.Module):
         return x, img
 
 
+class _ModulationGroup:
+    """The layers of a ModulationTable that read the same number of channels: stacked affines
+    [L, in, w_dim] (gains folded in), biases, and for the convs among them (first) the demodulation
+    matrices sum_k w[o, i, k]^2 / 2, zero-padded to the group's widest output."""
+
+    def __init__(self, layers: list, positions: list[int], ws_index: list[int], w_dim: int):
+        convs = [layer for layer in layers if isinstance(layer, SynthesisLayer)]
+        ref, width = layers[0].affine.weight, layers[0].affine.out_features
+        self.positions, self.n_convs = positions, len(convs)
+        self.out_channels = [conv.out_channels for conv in convs]
+        o_max = max(self.out_channels, default=0)
+        self.ws_index = torch.tensor(ws_index, device=ref.device)
+        affine = ref.new_empty([len(layers), width, w_dim])
+        self.bias = ref.new_empty([len(layers), 1, width])
+        self.demod = ref.new_zeros([len(convs), width, o_max])
+        for k, layer in enumerate(layers):
+            fc, gain = layer.affine, (layer.weight_gain if isinstance(layer, ToRGBLayer) else 1.0)
+            affine[k] = fc.weight * (fc.weight_gain * gain)
+            self.bias[k, 0] = fc.bias * (fc.bias_gain * gain)
+        for k, conv in enumerate(convs):
+            self.demod[k, :, :conv.out_channels] = conv.weight.square().sum(dim=[2, 3]).t() / 2
+        self.affine_t = affine.transpose(1, 2)
+
+    def __call__(self, ws: torch.Tensor) -> tuple[tuple, tuple]:
+        """(styles [N, in] per layer, output scales [N, out] per conv): views of two batched products."""
+        picked = ws.index_select(1, self.ws_index).transpose(0, 1)            # [L, N, w_dim]
+        styles = torch.baddbmm(self.bias, picked, self.affine_t)              # [L, N, in]
+        if not self.n_convs:
+            return styles.unbind(0), ()
+        # sqrt(2) * rsqrt(s^2 . sum w^2 + 1e-8) = rsqrt(s^2 . (sum w^2 / 2) + 1e-8 / 2): demod x lrelu gain
+        scales = torch.baddbmm(styles.new_full([1, 1, 1], 0.5e-8), styles[:self.n_convs].square(),
+                               self.demod).rsqrt_()                           # [L_conv, N, out_max]
+        o_max = scales.shape[2]
+        return styles.unbind(0), tuple(s if o == o_max else s[:, :o]
+                                       for s, o in zip(scales.unbind(0), self.out_channels))
+
+
 class ModulationTable:
     """Inference constants of a synthesis network, so that all its styles and demodulation factors
-    come from two batched matmuls instead of ~10 small ops per layer (at ch_mul 1/8 those small ops
+    come from a few batched matmuls instead of ~10 small ops per layer (at ch_mul 1/8 those small ops
     cost as much as a resolution's convs).
 
-    Stacked, zero-padded per layer: affine weights and biases (gains folded in), the demodulation
-    matrices sum_k w[o, i, k]^2 / 2 (the 1/2 turns rsqrt into sqrt(2) x rsqrt: the lrelu gain), and
-    each layer's (bias + const noise) offset.  Built from the current parameters; ``SynthesisNetwork``
-    rebuilds it when any parameter or buffer changes (data pointer or version counter).
+    Layers are grouped by input width (:class:`_ModulationGroup`, no padding of the big affines);
+    each conv's (bias + const noise) offset is precomputed per noise mode.  Built from the current
+    parameters; ``is_current`` says whether every tensor it was built from is still the same object
+    with the same data and version (optimiser steps, ``load_state_dict``, ``.to()`` all change that).
     """
 
     def __init__(self, net: "SynthesisNetwork"):
-        convs, rgbs, conv_ws, rgb_ws = [], [], [], []
-        self.order = []  # forward order: ("conv", k) / ("rgb", k)
+        layers, ws_index = [], []
         w_idx = 0
         for res in net.block_resolutions:
             block = getattr(net, f"b{res}")
-            for i, conv in enumerate(block.convs):
-                self.order.append(("conv", len(convs)))
-                convs.append(conv)
-                conv_ws.append(w_idx + i)
-            self.order.append(("rgb", len(rgbs)))
-            rgbs.append(block.torgb)
-            rgb_ws.append(w_idx + block.num_conv)
+            layers += [*block.convs, block.torgb]
+            ws_index += [w_idx + i for i in range(block.num_conv + 1)]
             w_idx += block.num_conv
-        layers = convs + rgbs
-        ref = convs[0].weight
-        self.n_convs, self.n_layers = len(convs), len(layers)
-        self.in_channels = [layer.affine.out_features for layer in layers]
-        self.out_channels = [conv.out_channels for conv in convs]
-        i_max, o_max = max(self.in_channels), max(self.out_channels)
-        self.affine = ref.new_zeros([len(layers), i_max, net.w_dim])
-        self.affine_bias = ref.new_zeros([len(layers), 1, i_max])
-        self.demod = ref.new_zeros([len(convs), i_max, o_max])
+        self.kinds = ["conv" if isinstance(layer, SynthesisLayer) else "rgb" for layer in layers]
+        by_width: dict[int, list[int]] = {}
+        for pos, layer in enumerate(layers):  # convs first within a group
+            by_width.setdefault(layer.affine.out_features, []).append(pos)
         with torch.no_grad():
-            for k, layer in enumerate(layers):
-                fc, gain = layer.affine, (layer.weight_gain if isinstance(layer, ToRGBLayer) else 1.0)
-                n = fc.out_features
-                self.affine[k, :n] = fc.weight * (fc.weight_gain * gain)
-                self.affine_bias[k, 0, :n] = fc.bias * (fc.bias_gain * gain)
-            for k, conv in enumerate(convs):
-                self.demod[k, :conv.in_channels, :conv.out_channels] = conv.weight.square().sum(dim=[2, 3]).t() / 2
-            self.offsets = {mode: [conv.offset(mode) for conv in convs] for mode in ("const", "none")}
-        self.ws_index = torch.tensor(conv_ws + rgb_ws, device=ref.device)  # table rows: convs, then toRGBs
+            self.groups = []
+            for positions in by_width.values():
+                positions = sorted(positions, key=lambda p: self.kinds[p] != "conv")
+                self.groups.append(_ModulationGroup([layers[p] for p in positions], positions,
+                                                    [ws_index[p] for p in positions], net.w_dim))
+            self.offsets = {mode: [layer.offset(mode) if kind == "conv" else None
+                                   for layer, kind in zip(layers, self.kinds)] for mode in ("const", "none")}
+        sources = []  # what it was built from: (owner dict, name, tensor, data pointer, version)
+        for layer in layers:
+            for module, names in ((layer.affine, ("weight", "bias")),
+                                  (layer, ("weight", "bias", "noise_strength", "noise_const"))):
+                for name in names:
+                    owner = module._parameters if name in module._parameters else module._buffers
+                    if name in owner:
+                        sources.append((owner, name, owner[name], owner[name].data_ptr(), owner[name]._version))
+        self.sources = sources
+
+    def is_current(self) -> bool:
+        return all(owner.get(name) is t and t.data_ptr() == ptr and t._version == version
+                   for owner, name, t, ptr, version in self.sources)
 
     def __call__(self, ws: torch.Tensor, noise_mode: str) -> list:
-        """Per layer in forward order: ``(styles, scale, offset)`` for convs, styles for toRGBs."""
-        picked = ws.index_select(1, self.ws_index).transpose(0, 1)                   # [L, N, w_dim]
-        styles = torch.baddbmm(self.affine_bias, picked, self.affine.transpose(1, 2))  # [L, N, in_max]
-        scales = torch.baddbmm(styles.new_full([1, 1, 1], 0.5e-8), styles[:self.n_convs].square(),
-                               self.demod).rsqrt_()                                  # [L_conv, N, out_max]
+        """Per layer in forward order: ``(styles [N, in], scale [N, out], offset)`` for convs, styles for toRGBs."""
+        out: list = [None] * len(self.kinds)
         offsets = self.offsets["const" if noise_mode == "const" else "none"]
-        out = []
-        for kind, k in self.order:
-            if kind == "conv":
-                out.append((styles[k, :, :self.in_channels[k]], scales[k, :, :self.out_channels[k]], offsets[k]))
-            else:
-                out.append(styles[self.n_convs + k, :, :self.in_channels[self.n_convs + k]])
+        for group in self.groups:
+            styles, scales = group(ws)
+            for k, pos in enumerate(group.positions):
+                out[pos] = (styles[k], scales[k], offsets[pos]) if k < group.n_convs else styles[k]
         return out
 
 
@@ -456,12 +488,10 @@ class SynthesisNetwork(nn.Module):
 
     def modulation_table(self) -> ModulationTable:
         """The inference table for the current parameters (rebuilt when any of them changed)."""
-        key = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
-        cached = self.__dict__.get("_modulation_table")
-        if cached is None or cached[0] != key:
-            cached = (key, ModulationTable(self))
-            self.__dict__["_modulation_table"] = cached
-        return cached[1]
+        table = self.__dict__.get("_modulation_table")
+        if table is None or not table.is_current():
+            table = self.__dict__["_modulation_table"] = ModulationTable(self)
+        return table
 
 
 class Generator(nn.Module):
