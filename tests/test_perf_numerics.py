@@ -226,6 +226,21 @@ def test_inference_matches_reference(name, noise_mode, fused, mode):
     assert rel_err(out, ref) <= TOL
 
 
+@pytest.mark.parametrize("budget", [0, 2 ** 30])
+def test_modulation_table_offset_budget(monkeypatch, budget):
+    """Const-noise maps beyond the table's memory budget are built per layer: same output either way."""
+    import zoo.models.stylegan2 as sg2
+
+    monkeypatch.setattr(sg2, "OFFSET_CACHE_BYTES", budget)
+    G, _ = make_pair("plain")
+    G.eval()
+    z, c = inputs(G)
+    with torch.no_grad():
+        cached = any(o is not None for o in G.synthesis.modulation_table().offsets["const"])
+        assert cached == (budget > 0)
+        assert rel_err(G(z, c), generator_ref(G, z, c)) <= TOL
+
+
 def test_modulation_table_follows_parameter_changes():
     """The eval-mode table is rebuilt when weights change in place, are reloaded, or change dtype."""
     G, _ = make_pair(next(iter(CONFIGS)))

@@ -195,7 +195,7 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused_modconv: bool = False,
                 gain: float = 1.0) -> torch.Tensor:
         styles, scale = self.modulation(w, gain)
-        return self.modulated_conv(x, styles, scale, self.offset(noise_mode, gain), noise_mode, fused_modconv, gain)
+        return self.modulated_conv(x, styles, scale, None, noise_mode, fused_modconv, gain)
 
     def modulation(self, w: torch.Tensor, gain: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """styles [N, in] and output scale [N, out] = demodulation x lrelu gain x ``gain``.
@@ -215,10 +215,14 @@ class SynthesisLayer(nn.Module):
         return (self.noise_const[:, :, None] * (self.noise_strength * act_gain)
                 + self.bias * act_gain).unsqueeze(0).permute(0, 3, 1, 2)
 
-    def modulated_conv(self, x: torch.Tensor, styles: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor,
-                       noise_mode: str = "const", fused_modconv: bool = False, gain: float = 1.0) -> torch.Tensor:
-        """conv(x modulated by ``styles``) x ``scale`` + ``offset`` (+ random noise), lrelu, clamp."""
+    def modulated_conv(self, x: torch.Tensor, styles: torch.Tensor, scale: torch.Tensor,
+                       offset: torch.Tensor | None = None, noise_mode: str = "const", fused_modconv: bool = False,
+                       gain: float = 1.0) -> torch.Tensor:
+        """conv(x modulated by ``styles``) x ``scale`` + ``offset`` (None: ``self.offset(noise_mode, gain)``,
+        built here so that only one layer's offset is alive at a time) (+ random noise), lrelu, clamp."""
         batch = x.shape[0]
+        if offset is None:
+            offset = self.offset(noise_mode, gain)
         if fused_modconv:
             wts = self.weight.unsqueeze(0) * styles[:, None, :, None, None] * scale[:, :, None, None, None]
             x = self._conv(x.reshape(1, -1, *x.shape[2:]), wts.reshape(-1, self.in_channels, 3, 3), groups=batch)
@@ -301,7 +305,7 @@ class SynthesisBlock(nn.Module):
         ``(styles, scale, offset)`` and toRGB styles (the synthesis network's inference path), or None."""
         convs = self.convs
         if modulations is None:
-            modulations = [conv.modulation(ws[:, i]) + (conv.offset(noise_mode),) for i, conv in enumerate(convs)]
+            modulations = [conv.modulation(ws[:, i]) + (None,) for i, conv in enumerate(convs)]
             modulations.append(self.torgb.modulation(ws[:, len(convs)]))
         if self.is_first:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).contiguous(memory_format=CHANNELS_LAST)
@@ -310,6 +314,10 @@ class SynthesisBlock(nn.Module):
         y = self.torgb.modulated_conv(x, modulations[-1])
         img = y if img is None else upsample2d_add(img, y, self.up_edges)
         return x, img
+
+
+# memory the inference table may spend on precomputed (bias + const noise) maps, per synthesis network
+OFFSET_CACHE_BYTES = 32 * 2 ** 20
 
 
 class _ModulationGroup:
@@ -355,9 +363,10 @@ class ModulationTable:
     cost as much as a resolution's convs).
 
     Layers are grouped by input width (:class:`_ModulationGroup`, no padding of the big affines);
-    each conv's (bias + const noise) offset is precomputed per noise mode.  Built from the current
-    parameters; ``is_current`` says whether every tensor it was built from is still the same object
-    with the same data and version (optimiser steps, ``load_state_dict``, ``.to()`` all change that).
+    each conv's (bias + const noise) offset is precomputed per noise mode (the [C, H, W] const-noise
+    maps within ``OFFSET_CACHE_BYTES``).  Built from the current parameters; ``is_current`` says
+    whether every tensor it was built from is still the same object with the same data and version
+    (optimiser steps, ``load_state_dict``, ``.to()`` all change that).
     """
 
     def __init__(self, net: "SynthesisNetwork"):
@@ -378,8 +387,19 @@ class ModulationTable:
                 positions = sorted(positions, key=lambda p: self.kinds[p] != "conv")
                 self.groups.append(_ModulationGroup([layers[p] for p in positions], positions,
                                                     [ws_index[p] for p in positions], net.w_dim))
-            self.offsets = {mode: [layer.offset(mode) if kind == "conv" else None
-                                   for layer, kind in zip(layers, self.kinds)] for mode in ("const", "none")}
+            # const-noise offsets are [C, H, W] (two 134 MB maps at 1024 px): cached within a budget, from
+            # the lowest resolution up; the rest are built when their layer runs (None)
+            self.offsets = {"const": [], "none": []}
+            budget = OFFSET_CACHE_BYTES
+            for layer, kind in zip(layers, self.kinds):
+                const = none = None
+                if kind == "conv":
+                    none = layer.offset("none")
+                    size = layer.out_channels * layer.resolution ** 2 * layer.weight.element_size()
+                    if size <= budget:
+                        const, budget = layer.offset("const"), budget - size
+                self.offsets["const"].append(const)
+                self.offsets["none"].append(none)
         sources = []  # what it was built from: (owner dict, name, tensor, data pointer, version)
         for layer in layers:
             for module, names in ((layer.affine, ("weight", "bias")),
