@@ -12,8 +12,11 @@ import os
 
 import pytest
 
-# growth in MB measured on the reference machine with the tuned allocator (docs/performance.md)
-BASELINE_GROWTH_MB = {"inference_1024": 640.0, "train_step_64": 1060.0}
+# growth in MB measured on the reference machine with the tuned allocator (docs/performance.md):
+# inference 656-729 MB; training step 1190-1220 MB (one run 1476).  The training figure recorded
+# earlier (1060 MB) did not reproduce later on the same machine: the code of that commit measured
+# 1252-1283 MB in the same session as the current 1190-1220, so the baseline moved, not the code.
+BASELINE_GROWTH_MB = {"inference_1024": 700.0, "train_step_64": 1220.0}
 REGRESSION_FACTOR = 1.25
 NVLABS_FACTOR = 1.1
 
