@@ -16,6 +16,7 @@ pins the maths down exactly.  See ``_assert_grads_close`` for gradients that are
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -257,6 +258,7 @@ def test_modulation_table_follows_parameter_changes():
     with torch.inference_mode():
         assert G.synthesis.modulation_table() is not table
         assert rel_err(G(z, c), generator_ref(G, z, c)) <= TOL
+    assert "_modulation_table" not in copy.deepcopy(G.synthesis).__dict__  # a cache, not state
     G.load_state_dict(make_pair(next(iter(CONFIGS)))[0].state_dict())
     with torch.no_grad():
         assert rel_err(G(z, c), generator_ref(G, z, c)) <= TOL

@@ -506,6 +506,15 @@ class SynthesisNetwork(nn.Module):
             k += n
         return img
 
+    def _apply(self, fn, *args, **kwargs):  # .to() / .float() / .cuda(): drop the table (and its old tensors)
+        self.__dict__.pop("_modulation_table", None)
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):  # copy.deepcopy / pickle: the table is a cache, not state
+        state = super().__getstate__()
+        state.pop("_modulation_table", None)
+        return state
+
     def modulation_table(self) -> ModulationTable:
         """The inference table for the current parameters (rebuilt when any of them changed)."""
         table = self.__dict__.get("_modulation_table")
