@@ -9,7 +9,9 @@ An artifact is a directory (the registry keeps it under ``<entry>/exports/<backe
 
 It is built in a hidden temporary sibling and renamed into place only after verification passed,
 so a directory that exists is a verified export.  :func:`load_export` opens any artifact as a
-callable with the generator signature ``G(z, c=None, truncation_psi=1, noise_mode='const')``.
+callable with the generator signature ``G(z, c=None, truncation_psi=1, noise_mode='const')``; the
+wrappers (:class:`ExportedGenerator` and one subclass per runtime) live in :mod:`zoo.runtime`, so
+``zoo.load(..., backend="onnx")`` returns the very same objects.
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ from typing import Any
 
 from zoo.checkpoint import read_json, sha256_file, write_json
 from zoo.errors import ZooError
-
-FORMAT = "ganzoo-export/1"
-EXPORT_FILE = "export.json"
+# the loading side (export.json, the wrappers) lives in zoo.runtime, shared with zoo.load; re-exported here
+from zoo.runtime import (EXPORT_FILE, FORMAT, ExportedGenerator, is_artifact, load_artifact,  # noqa: F401
+                         read_export_json)
 
 
 # ------------------------------------------------------------------------------------------ provenance
@@ -150,113 +152,8 @@ def write_export_json(directory: Path, record: dict[str, Any]) -> None:
     write_json(directory / EXPORT_FILE, record)
 
 
-def read_export_json(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """(artifact directory, export.json) for an artifact directory or its model file."""
-    path = Path(path)
-    directory = path if path.is_dir() else path.parent
-    meta_path = directory / EXPORT_FILE
-    if not meta_path.exists():
-        raise ZooError(f"{directory}: not an export artifact (no {EXPORT_FILE})")
-    meta = read_json(meta_path)
-    if meta.get("format") != FORMAT:
-        raise ZooError(f"{meta_path}: unsupported export format {meta.get('format')!r} (expected {FORMAT})")
-    return directory, meta
+def load_export(path: str | os.PathLike, device: str = "cpu", **kwargs) -> ExportedGenerator:
+    """Open an artifact directory as a generator-like callable (see :class:`ExportedGenerator`).
 
-
-def is_artifact(path: str | os.PathLike) -> bool:
-    return (Path(path) / EXPORT_FILE).is_file()
-
-
-def load_export(path: str | os.PathLike, device: str = "cpu", **kwargs):
-    """Open an artifact directory as a generator-like callable (see :class:`ExportedGenerator`)."""
-    from export.spec import BACKENDS, check_backend
-
-    _, meta = read_export_json(path)
-    backend = check_backend(meta.get("backend", "?"))
-    module = importlib.import_module(BACKENDS[backend][0])
-    return module.load(path, device=device, **kwargs)
-
-
-# ------------------------------------------------------------------------------------------ runtime
-
-class ExportedGenerator:
-    """Base of the loaded artifacts: the generator call signature on top of a runtime.
-
-    ``G(z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode='const')`` returns a float32
-    NCHW torch tensor like the eager generator.  ``c`` may be class indices or one-hot; it is converted
-    to what the graph takes.  Only constant noise and the baked truncation cutoff are available.
-    Subclasses implement ``_run(feeds: dict[str, torch.Tensor]) -> torch.Tensor``.
-    """
-
-    def __init__(self, path: str | os.PathLike, device: str = "cpu"):
-        from export.graph import TensorSpec
-        from export.spec import BatchRange
-
-        self.path, self.meta = read_export_json(path)
-        self.device = device
-        model = self.meta["model"]
-        self.z_dim, self.c_dim = model["z_dim"], model["c_dim"]
-        self.img_resolution, self.img_channels = model["img_resolution"], model["img_channels"]
-        self.inputs = [TensorSpec.from_dict(d) for d in self.meta["inputs"]]
-        self.batch = BatchRange.from_dict(self.meta["batch"])
-        self.backend, self.dtype = self.meta["backend"], self.meta["dtype"]
-        self.config = None
-        if model.get("arch"):
-            from zoo.models import config_from_dict
-
-            self.config = config_from_dict(model["arch"])
-
-    # torch.nn.Module look-alikes, so code written for G keeps working
-    def eval(self):
-        return self
-
-    def to(self, device):
-        if str(device) != str(self.device):
-            raise ZooError(f"this {self.backend} artifact was loaded for {self.device}; load it again for {device}")
-        return self
-
-    def _feeds(self, z, c, truncation_psi) -> dict:
-        import torch
-
-        z = torch.as_tensor(z, dtype=torch.float32)
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
-        n = z.shape[0]
-        if self.batch.dynamic and not self.batch.contains(n) and self.backend in ("tensorrt", "compile"):
-            raise ValueError(f"batch {n} is outside this artifact's range {self.batch.min}..{self.batch.max}")
-        if not self.batch.dynamic and n != self.batch.min:
-            raise ValueError(f"this artifact has a static batch of {self.batch.min}, got {n}")
-        feeds = {"z": z}
-        names = {s.name: s for s in self.inputs}
-        if "c" in names:
-            if c is None:
-                raise ValueError(f"this model is class-conditional (c_dim={self.c_dim}): pass c")
-            c = torch.as_tensor(c)
-            if names["c"].dtype == "int64":
-                c = c.argmax(dim=1) if c.ndim == 2 else c
-                feeds["c"] = c.to(torch.int64).reshape(n)
-            else:
-                c = torch.nn.functional.one_hot(c.long(), self.c_dim) if c.ndim == 1 else c
-                feeds["c"] = c.float().reshape(n, self.c_dim)
-        if "psi" in names:
-            psi = torch.as_tensor(truncation_psi, dtype=torch.float32)
-            feeds["psi"] = psi.expand(n).contiguous() if psi.ndim == 0 else psi.reshape(n)
-        elif float(truncation_psi) != 1.0:
-            raise ValueError("this artifact has no truncation input; truncate z before calling it")
-        return feeds
-
-    def __call__(self, z, c=None, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                 noise_mode: str = "const", **unused):
-        if noise_mode != "const":
-            raise ValueError(f"exported generators use constant noise only (noise_mode='const'), got {noise_mode!r}")
-        baked = self.meta.get("truncation", {}).get("cutoff")
-        if truncation_cutoff is not None and truncation_cutoff != baked:
-            raise ValueError(f"truncation cutoff is baked into this artifact as {baked}, got {truncation_cutoff}")
-        return self._run(self._feeds(z, c, truncation_psi))
-
-    def _run(self, feeds: dict):  # pragma: no cover - implemented by each back-end
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({str(self.path)!r}, backend={self.backend}, dtype={self.dtype}, "
-                f"device={self.device})")
+    The same wrappers ``zoo.load(..., backend="onnx"|"tensorrt")`` returns: :func:`zoo.runtime.load_artifact`."""
+    return load_artifact(path, device=device, **kwargs)

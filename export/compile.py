@@ -11,14 +11,13 @@ iterations absorb the compilation (about 20 s cold for a 64-px model on 2 CPU co
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from export.artifact import ExportedGenerator
 from export.spec import BatchRange
 from zoo.errors import ZooError
+from zoo.runtime.compile import CompiledGenerator, load
 
 FILE = "model.pt2"
 
@@ -47,28 +46,10 @@ def export(graph, example: tuple, specs, batch: BatchRange, directory: Path, *, 
     return {"file": FILE, "exporter": "torch.export + AOTInductor (aoti_compile_and_package)"}
 
 
-class CompiledGenerator(ExportedGenerator):
-    """An AOTInductor package, callable like the generator."""
-
-    def __init__(self, path: str | os.PathLike, device: str = "cpu"):
-        super().__init__(path, device)
-        built_for = torch.device(self.meta.get("device", "cpu")).type
-        if torch.device(device).type != built_for:
-            raise ZooError(f"{self.path} was compiled for {built_for}; it cannot run on {device} "
-                           f"(export it again with --device {torch.device(device).type})")
-        self.module = torch._inductor.aoti_load_package(str(self.path / self.meta["file"]))
-        self.names = [s.name for s in self.inputs]
-
-    def _run(self, feeds: dict) -> torch.Tensor:
-        with torch.inference_mode():
-            out = self.module(*[feeds[n].to(self.device) for n in self.names])
-        return (out[0] if isinstance(out, (list, tuple)) else out).float()
-
-
-def load(path: str | os.PathLike, device: str = "cpu", **kwargs) -> CompiledGenerator:
-    return CompiledGenerator(path, device=device)
-
-
 def compile_at_load(graph, mode: str | None = None):
     """``torch.compile`` of an eager export graph (JIT, dynamic batch); the first call compiles."""
     return torch.compile(graph, dynamic=True, mode=mode)
+
+
+# the runtime side lives in zoo.runtime.compile; re-exported here
+__all__ = ["FILE", "CompiledGenerator", "check_available", "compile_at_load", "export", "load"]

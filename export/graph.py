@@ -21,30 +21,16 @@ Output: ``img [N, C, R, R]`` in ``out_dtype`` (float32 unless asked otherwise).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+# inputs/outputs are recorded in export.json, which zoo.runtime reads back; TensorSpec is defined there
+from zoo.runtime.base import TensorSpec
+
 # the psi values the fixed verification/benchmark inputs cycle through
 FIXED_PSI = (1.0, 0.7)
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: name, shape with 'N' for the batch axis, numpy dtype name."""
-
-    name: str
-    shape: tuple
-    dtype: str
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TensorSpec":
-        return cls(data["name"], tuple(data["shape"]), data["dtype"])
 
 
 def family_of(G) -> str:

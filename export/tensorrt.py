@@ -1,7 +1,8 @@
 """TensorRT back-end: an FP16 engine built by torch-tensorrt, saved as ``model.ep``.
 
 * Requires CUDA, ``torch_tensorrt`` and ``tensorrt`` (``pip install 'ganzoo[trt]'``); both are imported
-  only here, inside functions (``import torch_tensorrt`` fails on hosts without an NVIDIA driver).
+  only inside functions, here and in :mod:`zoo.runtime.tensorrt` (``import torch_tensorrt`` fails on
+  hosts without an NVIDIA driver).
 * TensorRT >= 10 builds *strongly typed* networks: precision follows the tensor dtypes, there is no
   FP16 builder flag to trust.  So the export graph is cast explicitly (synthesis network in half, the
   tiny mapping network and truncation in fp32, output image in half) and after the build we assert
@@ -10,9 +11,11 @@
   where the runtime exposes it) are stored in export.json.
 * One optimisation profile covers the batch range (min/opt/max from ``--dynamic-batch``).
 * The engine is tied to the TensorRT version and the GPU architecture: both (and CUDA) are recorded
-  in export.json, and :class:`TrtGenerator` refuses an artifact built by another TensorRT version.
+  in export.json, and :class:`TrtGenerator` (:mod:`zoo.runtime.tensorrt`) refuses an artifact built
+  by another TensorRT version.
 * ``model.ep`` is torch-tensorrt's default format (an ExportedProgram holding the engine bytes); it
-  loads with ``torch_tensorrt.load(path).module()``, as the registry's ``backend="tensorrt"`` does.
+  loads with ``torch_tensorrt.load(path).module()``, wrapped by :class:`TrtGenerator`, which the registry's
+  ``backend="tensorrt"`` returns too.
 
 Not exercised in this project's CI (no GPU there, and TensorRT cannot be installed from PyPI alone);
 its tests are marked ``gpu`` and skip when TensorRT is missing.
@@ -20,26 +23,16 @@ its tests are marked ``gpu`` and skip when TensorRT is missing.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from export.artifact import ExportedGenerator, package_versions
+from export.artifact import package_versions
 from export.spec import BatchRange, torch_dtype
 from zoo.errors import ZooError, require
+from zoo.runtime.tensorrt import TrtGenerator, check_available, load
 
 FILE = "model.ep"
-
-
-def check_available(device: str = "cpu", dtype: str = "fp16") -> None:
-    if not torch.cuda.is_available():
-        raise ZooError("the tensorrt backend needs an NVIDIA GPU with CUDA, and torch sees none here; "
-                       "use --backend onnx or --backend compile on this machine")
-    if not str(device).startswith("cuda"):
-        raise ZooError("the tensorrt backend runs on the GPU only: pass --device cuda")
-    require("tensorrt", "trt", "TensorRT engines")
-    require("torch_tensorrt", "trt", "building TensorRT engines")
 
 
 def output_dtype(dtype: str) -> torch.dtype:
@@ -131,26 +124,5 @@ def export(graph, example: tuple, specs, batch: BatchRange, directory: Path, *, 
     }
 
 
-class TrtGenerator(ExportedGenerator):
-    """A TensorRT artifact (``torch_tensorrt.load(...).module()``), callable like the generator."""
-
-    def __init__(self, path: str | os.PathLike, device: str = "cuda"):
-        super().__init__(path, device)
-        check_available(device, self.dtype)
-        trt = require("tensorrt", "trt", "TensorRT engines")
-        torch_tensorrt = require("torch_tensorrt", "trt", "loading TensorRT artifacts")
-        built = self.meta.get("versions", {}).get("tensorrt_runtime")
-        if built and built != trt.__version__:
-            raise ZooError(f"{self.path}: engine built with TensorRT {built}, this is TensorRT {trt.__version__}; "
-                           "export it again on this machine")
-        self.module = torch_tensorrt.load(str(self.path / self.meta["file"])).module()
-        self.names = [s.name for s in self.inputs]
-
-    def _run(self, feeds: dict) -> torch.Tensor:
-        with torch.no_grad():
-            out = self.module(*[feeds[n].to(self.device) for n in self.names])
-        return (out[0] if isinstance(out, (list, tuple)) else out).float()
-
-
-def load(path: str | os.PathLike, device: str = "cuda", **kwargs) -> TrtGenerator:
-    return TrtGenerator(path, device=device)
+# the runtime side (loading, and the availability check both sides share) lives in zoo.runtime.tensorrt
+__all__ = ["FILE", "TrtGenerator", "check_available", "export", "load", "output_dtype"]

@@ -6,14 +6,12 @@ two batch sizes checks.
 """
 from __future__ import annotations
 
-import os
-import warnings
 from pathlib import Path
 
 import torch
 
-from export.artifact import ExportedGenerator
 from export.spec import BatchRange
+from zoo.runtime.torchscript import TorchScriptGenerator, load
 
 FILE = "model.ts"
 
@@ -32,20 +30,5 @@ def export(graph, example: tuple, specs, batch: BatchRange, directory: Path, *, 
     return {"file": FILE, "exporter": "torch.jit.trace"}
 
 
-class TorchScriptGenerator(ExportedGenerator):
-    """A TorchScript artifact, callable like the generator."""
-
-    def __init__(self, path: str | os.PathLike, device: str = "cpu"):
-        super().__init__(path, device)
-        with warnings.catch_warnings():  # "torch.jit.load is deprecated": we know, it is the legacy back-end
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.module = torch.jit.load(str(self.path / self.meta["file"]), map_location=device).eval()
-        self.names = [s.name for s in self.inputs]
-
-    def _run(self, feeds: dict) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.module(*[feeds[n].to(self.device) for n in self.names]).float()
-
-
-def load(path: str | os.PathLike, device: str = "cpu", **kwargs) -> TorchScriptGenerator:
-    return TorchScriptGenerator(path, device=device)
+# the runtime side lives in zoo.runtime.torchscript; re-exported here
+__all__ = ["FILE", "TorchScriptGenerator", "check_available", "export", "load"]

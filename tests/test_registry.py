@@ -236,38 +236,61 @@ def test_catalogue_names_explain_how_to_get_weights(name):
 
 
 # ----------------------------------------------------------------------------------------- onnx backend
-def test_onnx_backend_wraps_exported_artifact(tmp_path):
-    onnx = pytest.importorskip("onnx")
+def test_onnx_backend_is_the_export_runtime_wrapper(tmp_path):
+    """zoo.load(backend="onnx") opens the entry's exports/onnx/ artifact with export's own wrapper."""
+    pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
+    from export.artifact import load_export
+    from export.exporter import export_generator
+    from export.onnx import OnnxGenerator
+    from export.spec import BatchRange
 
     directory, G = make_checkpoint(tmp_path / "c")
-    W = np.random.default_rng(0).standard_normal((G.z_dim, 3 * 4 * 4)).astype(np.float32)
-    graph = helper.make_graph(  # img = reshape(tanh(z @ W) * psi[:, None]), inputs named as `zoo export` names them
-        [helper.make_node("MatMul", ["z", "W"], ["h"]), helper.make_node("Tanh", ["h"], ["t"]),
-         helper.make_node("Unsqueeze", ["psi", "axis1"], ["psi2"]), helper.make_node("Mul", ["t", "psi2"], ["s"]),
-         helper.make_node("Reshape", ["s", "shape"], ["img"])],
-        "fake_generator",
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", G.z_dim]),
-         helper.make_tensor_value_info("psi", TensorProto.FLOAT, ["N"])],
-        [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["N", 3, 4, 4])],
-        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(np.array([-1, 3, 4, 4], np.int64), "shape"),
-         numpy_helper.from_array(np.array([1], np.int64), "axis1")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    (directory / "exports" / "onnx").mkdir(parents=True)
-    onnx.save(model, directory / "exports" / "onnx" / "model.onnx")
+    # `zoo export <ckpt> --backend onnx --out <ckpt>/exports/onnx`, then publish: the whole artifact goes in
+    _, meta = export_generator(G, directory / "exports" / "onnx", backend="onnx", batch=BatchRange(1, 2, 4))
     ref = publish(directory, name="onnx-test")
-    assert "exports/onnx/model.onnx" in ref.files
+    assert {"exports/onnx/model.onnx", "exports/onnx/export.json"} <= set(ref.files)
     G_onnx = zoo.load("onnx-test", ch_mul="1/8", backend="onnx")
-    z = torch.randn(2, G.z_dim)
-    expected = np.tanh(z.numpy() @ W).reshape(2, 3, 4, 4)
-    assert np.allclose(G_onnx(z).numpy(), expected, atol=1e-5)
-    assert np.allclose(G_onnx(z, truncation_psi=0.5).numpy(), 0.5 * expected, atol=1e-5)
+    same = load_export(directory / "exports" / "onnx")
+    assert type(G_onnx) is type(same) is OnnxGenerator
     assert G_onnx.z_dim == G.z_dim and G_onnx.c_dim == 0 and G_onnx.img_resolution == 16
+    assert G_onnx.config.ch_mul == "1/8" and G_onnx.threads >= 1
+    z = torch.randn(3, G.z_dim)
+    with torch.no_grad():
+        ref_img = G(z, truncation_psi=0.7, noise_mode="const")
+    out = G_onnx(z, truncation_psi=0.7)
+    assert out.dtype == torch.float32 and out.shape == ref_img.shape == (3, 3, 16, 16)
+    assert (out - ref_img).abs().max() <= meta["verification"]["thresholds"]["max_abs"]
+    assert torch.equal(out, same(z, truncation_psi=0.7))
     with pytest.raises(ZooError, match=r"'tensorrt' is not available.*exported backends: onnx"):
         zoo.load("onnx-test", ch_mul="1/8", backend="tensorrt")
+
+
+def test_onnx_backend_older_layout_without_export_json_is_a_clear_error(tmp_path):
+    directory, _ = make_checkpoint(tmp_path / "c")
+    (directory / "exports" / "onnx").mkdir(parents=True)
+    (directory / "exports" / "onnx" / "model.onnx").write_bytes(b"an ONNX model from before export.json")
+    publish(directory, name="onnx-old")
+    with pytest.raises(ZooError, match=r"no exports/onnx/export.json \(an older registry layout.*zoo export"):
+        zoo.load("onnx-old", ch_mul="1/8", backend="onnx")
+
+
+def test_tensorrt_backend_without_the_extra_names_it(tmp_path):
+    import importlib.util
+
+    from zoo.errors import MissingExtraError
+
+    if importlib.util.find_spec("torch_tensorrt") is not None:
+        pytest.skip("torch_tensorrt is installed")
+
+    directory, _ = make_checkpoint(tmp_path / "c")
+    trt_dir = directory / "exports" / "tensorrt"
+    trt_dir.mkdir(parents=True)
+    (trt_dir / "model.ep").write_bytes(b"engine")
+    (trt_dir / "export.json").write_text(json.dumps({"format": "ganzoo-export/1", "backend": "tensorrt"}))
+    publish(directory, name="trt-test")
+    with pytest.raises(MissingExtraError, match=r"'torch_tensorrt' is needed for backend='tensorrt'.*ganzoo\[trt\]"):
+        zoo.load("trt-test", ch_mul="1/8", backend="tensorrt")
 
 
 # ------------------------------------------------------------------------------------- store chain / api
@@ -329,7 +352,7 @@ def test_cli_errors_exit_2_without_traceback(capsys):
 
 
 def test_import_registry_is_light():
-    code = ("import sys, zoo.registry, zoo.registry.cli, zoo.registry.http, zoo.registry.hf, "
+    code = ("import sys, zoo.registry, zoo.registry.cli, zoo.registry.http, zoo.registry.hf, zoo.runtime, "
             "zoo.registry.mlflow_registry; zoo.list; "
             "print([m for m in ('torch', 'mlflow', 'huggingface_hub', 'onnxruntime', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

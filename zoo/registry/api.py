@@ -16,7 +16,8 @@ from zoo.registry.store import EntryRef, Store, iter_entries, open_store
 from zoo.widths import ChMul
 
 BACKENDS = ("eager", "onnx", "tensorrt")
-# exported artifact each non-eager backend loads, relative to the entry (written by the export step)
+# model file of the export artifact each non-eager backend loads, relative to the entry; its directory
+# (exports/<backend>/) holds the whole artifact written by `zoo export` (model file + export.json)
 EXPORT_FILES = {"onnx": "exports/onnx/model.onnx", "tensorrt": "exports/tensorrt/model.ep"}
 
 
@@ -87,18 +88,24 @@ def load_checkpoint(name: str, ch_mul: ChMul = 1, version: Any = None, device: s
     return ckpt
 
 
-def load(name: str, ch_mul: ChMul = 1.0, version: Any = None, device: str = "cpu", dtype=None,
+def load(name: str, ch_mul: ChMul = 1.0, version: Any = None, device: str | None = None, dtype=None,
          backend: str = "eager", registry=None):
     """The eval-mode EMA generator of a registry entry, ready to sample: ``G(z, c) -> images in [-1, 1]``.
 
     ``ch_mul`` accepts 0.5, Fraction(1, 2) or "1/2"; ``version`` None/"latest", an alias ("stable") or a
-    version (3, "1.2.0").  ``backend="onnx"`` returns an ONNX Runtime wrapper with the same call
-    signature when the entry holds ``exports/onnx/model.onnx``; ``"tensorrt"`` loads
-    ``exports/tensorrt/model.ep`` through torch-tensorrt.  Every file is checked against the sha256
-    recorded in the registry index before it is used.
+    version (3, "1.2.0").  ``device`` defaults to "cpu" ("cuda" for ``backend="tensorrt"``).
+
+    ``backend="onnx"`` / ``"tensorrt"`` open the export artifact the entry holds under
+    ``exports/<backend>/`` (model file + export.json, as ``zoo export`` writes it) with the same wrapper
+    ``export.load_export`` returns (:mod:`zoo.runtime`: ``OnnxGenerator``, ``TrtGenerator``), callable like
+    the eager generator: ``G(z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const")``
+    -> float32 NCHW torch tensor.  ``dtype`` applies to the eager backend only (an artifact has its own).
+    Every file is checked against the sha256 recorded in the registry index before it is used.
     """
     if backend not in BACKENDS:
         raise ZooError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if device is None:
+        device = "cuda" if backend == "tensorrt" else "cpu"
     if backend == "eager":
         G = load_checkpoint(name, ch_mul, version, device=device, load_D=False, registry=registry).G_ema
         dtype = _as_dtype(dtype)
@@ -114,15 +121,25 @@ def load(name: str, ch_mul: ChMul = 1.0, version: Any = None, device: str = "cpu
             f"{', '.join(exported) or 'none'}). Export it with `zoo export` and publish the result, or use "
             "backend='eager'."
         )
-    directory = store.fetch(ref)
-    if backend == "onnx":
-        from zoo.registry.runtime import OnnxGenerator
-
-        return OnnxGenerator(directory / artifact, directory / "config.json", device=device)
     from zoo.errors import require
+    from zoo.runtime import EXPORT_FILE, load_artifact, read_export_json
 
-    torch_tensorrt = require("torch_tensorrt", "trt", "backend='tensorrt'")
-    return torch_tensorrt.load(str(directory / artifact)).module()
+    export_dir = artifact.rsplit("/", 1)[0]
+    if f"{export_dir}/{EXPORT_FILE}" not in ref.files:
+        raise ZooError(
+            f"{ref} holds {artifact} but no {export_dir}/{EXPORT_FILE} (an older registry layout, which "
+            f"backend={backend!r} can no longer load). Export it again with `zoo export {ref.name} --ch-mul "
+            f"{ref.ch_mul} --backend {backend} --out <checkpoint>/{export_dir}` and publish a new version."
+        )
+    if backend == "onnx":  # the messages zoo.load always gave for a missing extra
+        require("onnxruntime", "onnx", "backend='onnx'")
+    else:
+        require("torch_tensorrt", "trt", "backend='tensorrt'")
+    directory = store.fetch(ref) / export_dir
+    recorded = read_export_json(directory)[1].get("backend")
+    if recorded != backend:
+        raise ZooError(f"{ref}: {export_dir}/{EXPORT_FILE} describes a {recorded!r} artifact, not {backend!r}")
+    return load_artifact(directory, device=device)
 
 
 def _number(value) -> float | None:

@@ -4,7 +4,8 @@ What goes into the entry:
 
 * the checkpoint's ``config.json`` and weights (``generator.safetensors``, and when present
   ``generator_raw.safetensors`` and ``discriminator.safetensors``), plus ``exports/**`` if the export
-  step left artifacts there (``exports/onnx/model.onnx`` is what ``zoo.load(..., backend="onnx")`` uses);
+  step left artifacts there (``zoo export ... --out <checkpoint>/exports/onnx``: model.onnx + export.json
+  is what ``zoo.load(..., backend="onnx")`` opens, through ``zoo.runtime``);
 * ``metadata.json``: the checkpoint's own metadata.json, the run's ``summary.json`` (merged under
   ``training``), ``params_G`` / ``params_D`` counted from the loaded modules (trainable parameters),
   ``macs_G_paper`` from the family's analytic counter, ``macs_G_fvcore`` only if the checkpoint already
