@@ -381,10 +381,11 @@ def test_cli_trains_a_teacher_then_a_student(tmp_path, capsys):
     assert summary["method"] == "teacher" and summary["ch_mul"] == "1" and summary["kimg"] == 0.008
     student = ["train", "--config", SG2, "--ch-mul", "1/2", "--teacher", str(tmp_path / "t/final"),
                "--stage1-kimg", "0.008", "--stage2-kimg", "0.008", "--out", str(tmp_path / "s"),
-               "--tracking-uri", "none"] + TINY_CLI
+               "--tracking-uri", "none", "--dgl-interval", "2"] + TINY_CLI
     assert main(student) == 0
     summary = json.loads((tmp_path / "s/summary.json").read_text())
     assert summary["method"] == "dgl" and summary["teacher"]["path"] == str((tmp_path / "t/final").resolve())
+    assert summary["dgl_interval"] == 2
     from zoo.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(tmp_path / "s/final")  # a regular checkpoint, manifest verified

@@ -486,8 +486,8 @@ def train(spec: RunSpec) -> dict[str, Any]:
     def summary(metrics: dict[str, float]) -> dict[str, Any]:
         return {
             "method": spec.method, "config": cfg.config, "preset": cfg.preset, "ch_mul": str(spec.arch.ch_mul),
-            "lambda": spec.lam, "T_kimg": cfg.stage1_kimg, "S_kimg": cfg.stage2_kimg,
-            "kimg": counters["nimg"] / 1000, "seed": spec.seed, "batch": cfg.batch,
+            "lambda": spec.lam, "dgl_interval": cfg.dgl_interval, "T_kimg": cfg.stage1_kimg,
+            "S_kimg": cfg.stage2_kimg, "kimg": counters["nimg"] / 1000, "seed": spec.seed, "batch": cfg.batch,
             "teacher": spec.teacher.summary() if spec.teacher else None,
             "teacher_D_unchanged": (state_digest(D_bar) == teacher_digest) if D_bar is not None else None,
             "git_commit": params["git_commit"], "data": params["data"],
