@@ -73,7 +73,9 @@ def nvlabs():
         pytest.skip(f"set {NVLABS_ENV} to a checkout of github.com/NVlabs/stylegan2-ada-pytorch to compare with it")
     if not (Path(path) / "training" / "networks.py").is_file():
         pytest.fail(f"{NVLABS_ENV}={path} is not a stylegan2-ada-pytorch checkout (no training/networks.py)")
-    sys.path.insert(0, path)
+    # appended, not prepended: the checkout's top-level train.py would otherwise shadow our `train` package
+    if path not in sys.path:
+        sys.path.append(path)
     import training.networks as networks
 
     return networks

@@ -18,6 +18,9 @@ import pytest
 # 1252-1283 MB in the same session as the current 1190-1220, so the baseline moved, not the code.
 BASELINE_GROWTH_MB = {"inference_1024": 700.0, "train_step_64": 1220.0}
 REGRESSION_FACTOR = 1.25
+# The same code's peak is bimodal between fresh processes (1024-px inference: ~730 or ~1090-1185 MB, for
+# this code and for the previous commit alike; NVlabs' too), so each figure is the lowest of REPEATS runs.
+REPEATS = 3
 NVLABS_FACTOR = 1.1
 
 OURS_INFERENCE = """
@@ -66,18 +69,23 @@ def _nvlabs_path():
     return os.environ.get("GANZOO_NVLABS_PATH")
 
 
+def _lowest_of(peak_rss_mb, code: str, repeats: int = REPEATS) -> dict:
+    """The run with the least growth of ``repeats`` fresh processes, and every run's growth."""
+    runs = [peak_rss_mb(code) for _ in range(repeats)]
+    return {**min(runs, key=lambda r: r["growth_mb"]), "all_growth_mb": [round(r["growth_mb"], 1) for r in runs]}
+
+
 @pytest.mark.parametrize("case", ["inference_1024", "train_step_64"])
 def test_peak_memory(benchmark, peak_rss_mb, case):
     ours_code = OURS_INFERENCE if case == "inference_1024" else TRAIN_STEP.format(setup=OURS_PAIR)
     result = {}
-    benchmark.pedantic(lambda: result.update(ours=peak_rss_mb(ours_code)), rounds=1, iterations=1)
+    benchmark.pedantic(lambda: result.update(ours=_lowest_of(peak_rss_mb, ours_code)), rounds=1, iterations=1)
     path = _nvlabs_path()
     if path:
         nv_code = (NVLABS_INFERENCE if case == "inference_1024"
                    else TRAIN_STEP.format(setup=NVLABS_PAIR.format(path=path))).format(path=path)
-        result["nvlabs"] = peak_rss_mb(nv_code)
-    benchmark.extra_info.update(case=case, **{k: {m: round(v, 1) for m, v in r.items()} for k, r in result.items()},
-                                baseline_growth_mb=BASELINE_GROWTH_MB[case])
+        result["nvlabs"] = _lowest_of(peak_rss_mb, nv_code)
+    benchmark.extra_info.update(case=case, **result, baseline_growth_mb=BASELINE_GROWTH_MB[case])
     print(f"\n  {case}: {result}")
     ours = result["ours"]
     assert ours["growth_mb"] <= REGRESSION_FACTOR * BASELINE_GROWTH_MB[case], "peak memory regressed"
