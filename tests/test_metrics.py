@@ -65,6 +65,9 @@ def test_kid_fd_pr_on_gaussians():
     k_same, std_same = kid(a, b, 50, 200)
     k_shift, _ = kid(a, shifted, 50, 200)
     assert abs(k_same) < 3 * std_same and k_shift > 20 * std_same
+    # subsets as large as both sets are all the same set: the mean is the full-set estimate, no std
+    k_full, std_full = kid(a, b, 50, 1000)
+    assert std_full is None and abs(k_full - k_same) < 3 * std_same
     # FD between equal-covariance Gaussians = |mu1 - mu2|^2 (= 16 here) up to sampling noise
     assert fd(a, b) < 1.0 and abs(fd(a, shifted) - 16) < 2.0
     assert fd(a, a) == pytest.approx(0, abs=1e-6)
@@ -216,7 +219,8 @@ def test_unconditional_callable_and_evaluator(halves):
             return torch.tanh(z[:, :1, None, None].expand(-1, 1, 32, 32))
 
     values = make_evaluator(A, n=32, settings=FAST)(Blobs(), ["kid", "pr", "cc"], "cpu")
-    assert set(values) == {"kid", "kid_std", "precision", "recall"}  # cc skipped: unconditional
+    # cc skipped: unconditional; no kid_std: n=32 <= the subset size, every subset is the whole set
+    assert set(values) == {"kid", "precision", "recall"}
     assert all(isinstance(v, float) for v in values.values())
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate(Blobs(), A, ("kid", "lpips"), n=8)
@@ -282,7 +286,8 @@ def test_zoo_eval_json_and_cache(halves, tmp_path, capsys):
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["real"]["sha256"] == A.sha256 and out["n"] == 100 and out["seed"] == 0
-    assert out["feature_net"]["weights_sha256"] and set(out["metrics"]) == {"kid", "kid_std", "precision", "recall"}
+    # --n 100 <= the KID subset size (1000): every subset is the whole set, so no kid_std is reported
+    assert out["feature_net"]["weights_sha256"] and set(out["metrics"]) == {"kid", "precision", "recall"}
     assert "fid" in out["skipped"]
     assert len(list(cache_dir().glob("efflite0-*.npy"))) == 1  # real features cached by content hash
     assert main(args) == 0

@@ -317,8 +317,9 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
                                       use_cache, progress)
         if "kid" in want:
             with stage("kid"):
-                out["kid"], out["kid_std"] = kid(real_eff, fake_eff, settings.kid_subsets,
-                                                 settings.kid_subset_size, seed)
+                out["kid"], std = kid(real_eff, fake_eff, settings.kid_subsets, settings.kid_subset_size, seed)
+                if std is not None:  # None: every subset was the whole of both sets (no spread to report)
+                    out["kid_std"] = std
         if "fd" in want:
             with stage("fd"):
                 out["fd"] = fd(real_eff, fake_eff)
@@ -387,7 +388,9 @@ def format_result(result: dict[str, Any]) -> str:
     what = " ".join(str(v) for v in (fake.get("kind"), fake.get("path") or fake.get("class") or fake.get("name")) if v)
     lines.append(f"fake: {what} ({result['n']} images), seed {result['seed']}")
     if "kid" in m:
-        lines.append(f"  KID-EffLite0   {m['kid'] * 1e3:9.3f} x1e-3  (std {m['kid_std'] * 1e3:.3f})")
+        std = (f"std {m['kid_std'] * 1e3:.3f}" if "kid_std" in m
+               else "no std: n <= the KID subset size, every subset is the whole set")
+        lines.append(f"  KID-EffLite0   {m['kid'] * 1e3:9.3f} x1e-3  ({std})")
     if "fd" in m:
         lines.append(f"  FD-EffLite0    {m['fd']:9.3f}")
     if "precision" in m:

@@ -12,14 +12,17 @@ def _np64(x) -> np.ndarray:
     return (x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)).astype(np.float64)
 
 
-def kid(real, fake, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def kid(real, fake, num_subsets: int = 100, max_subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float | None]:
     """Kernel Inception Distance (Bińkowski et al. 2018) in any feature space: (mean, std) over subsets.
 
     Unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³, averaged over
     ``num_subsets`` random subsets of ``m = min(max_subset_size, N_real, N_fake)`` drawn without
     replacement: the estimator of torch-fidelity / StyleGAN2-ADA (``t / m`` with the cross term
     ``2 Σ k(x, y) / m``).  The kernel matrices are computed once and indexed per subset, which gives
-    exactly the per-subset result at a fraction of the cost.
+    exactly the per-subset result at a fraction of the cost.  When ``m`` is the size of both sets every
+    subset is the whole of both, so there is no spread to report: std is None (use more images than
+    ``max_subset_size``, or a smaller subset size, for a std).
     """
     x, y = _np64(real), _np64(fake)
     d = x.shape[1]
@@ -38,7 +41,8 @@ def kid(real, fake, num_subsets: int = 100, max_subset_size: int = 1000, seed: i
         a += kyy[np.ix_(iy, iy)].sum() - np.trace(kyy[np.ix_(iy, iy)])
         b = kxy[np.ix_(ix, iy)].sum()
         mmds[i] = (a / (m - 1) - 2 * b / m) / m
-    return float(mmds.mean()), float(mmds.std())
+    degenerate = m == len(x) == len(y)
+    return float(mmds.mean()), (None if degenerate else float(mmds.std()))
 
 
 def mean_cov(features) -> tuple[np.ndarray, np.ndarray]:
