@@ -122,9 +122,42 @@ def peak_rss_mb(code: str, timeout: float = 900) -> dict:
     return {"peak_mb": peak_kb / 1024, "growth_mb": (peak_kb - base_kb) / 1024}
 
 
+def eager_and_onnx_calls(name: str, widths, batch: int, tmp_path_factory, threads: int,
+                         device: str = "cpu", onnx: bool = True, **overrides) -> dict:
+    """{(ch_mul, "eager" | "onnx"): call} for each width of ``name``: the export graph
+    (``export.graph.build_graph``) in eager PyTorch and, when ``onnx``, its verified ONNX export in ONNX
+    Runtime with ``threads`` intra-op threads (exported into fresh ``tmp_path_factory`` directories), both
+    fed the same fixed inputs."""
+    import torch
+
+    from export.exporter import export_generator
+    from export.graph import build_graph, fixed_inputs, input_specs
+    from export.onnx import OnnxGenerator
+    from zoo.models import build_generator
+
+    calls = {}
+    for ch_mul in widths:
+        torch.manual_seed(0)
+        G = build_generator(name, ch_mul=ch_mul, **overrides).eval()
+        feeds = fixed_inputs(input_specs(G), batch, G.c_dim, device)
+        graph = build_graph(G).to(device)
+        calls[(ch_mul, "eager")] = (lambda g=graph, f=feeds: g(*f.values()))
+        if onnx:
+            out = tmp_path_factory.mktemp("onnx") / ch_mul.replace("/", "_")
+            path, _ = export_generator(G, out, backend="onnx")
+            ort = OnnxGenerator(path, threads=threads)
+            calls[(ch_mul, "onnx")] = (lambda o=ort, f=feeds: o._run(f))
+    return calls
+
+
 @pytest.fixture(name="interleaved_ms")
 def _interleaved_ms_fixture():
     return interleaved_ms
+
+
+@pytest.fixture(name="eager_and_onnx_calls", scope="session")
+def _eager_and_onnx_calls_fixture():
+    return eager_and_onnx_calls
 
 
 @pytest.fixture(name="peak_rss_mb")

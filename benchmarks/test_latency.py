@@ -31,29 +31,16 @@ ORT_MAX_SLOWDOWN = 1.5
 
 
 @pytest.fixture(scope="module")
-def timings(tmp_path_factory):
+def timings(tmp_path_factory, eager_and_onnx_calls):
     """(measurement, call) per (ch_mul, backend): every width and back-end timed in alternating rounds
     in this one process (:func:`export.bench.measure_interleaved`)."""
     from export.bench import measure_interleaved
-    from export.exporter import export_generator
-    from export.graph import build_graph, fixed_inputs, input_specs
-    from export.onnx import OnnxGenerator
-    from zoo.models import build_generator
 
     previous = torch.get_num_threads()
     if DEVICE == "cpu":
         torch.set_num_threads(THREADS)
-    calls = {}
-    for ch_mul in ["1", *SPEEDUP_GATES]:
-        torch.manual_seed(0)
-        G = build_generator(NAME, ch_mul=ch_mul, resolution=RESOLUTION).eval()
-        feeds = fixed_inputs(input_specs(G), BATCH, G.c_dim, DEVICE)
-        graph = build_graph(G).to(DEVICE)
-        calls[(ch_mul, "eager")] = (lambda g=graph, f=feeds: g(*f.values()))
-        if DEVICE == "cpu":
-            path, _ = export_generator(G, tmp_path_factory.mktemp("onnx") / ch_mul.replace("/", "_"), backend="onnx")
-            ort = OnnxGenerator(path, threads=THREADS)
-            calls[(ch_mul, "onnx")] = (lambda o=ort, f=feeds: o._run(f))
+    calls = eager_and_onnx_calls(NAME, ["1", *SPEEDUP_GATES], BATCH, tmp_path_factory, THREADS, device=DEVICE,
+                                 onnx=DEVICE == "cpu", resolution=RESOLUTION)
     results = measure_interleaved(calls, BATCH, WARMUP, ROUNDS, DEVICE)
     yield {key: (results[key], calls[key]) for key in calls}
     torch.set_num_threads(previous)

@@ -150,7 +150,7 @@ ORT_OVER_EAGER_GATE = 0.6
 ORT_OVER_EAGER_TARGET = 1.5
 
 
-def test_onnx_runtime_vs_eager(benchmark, tmp_path_factory):
+def test_onnx_runtime_vs_eager(benchmark, tmp_path_factory, eager_and_onnx_calls):
     """Target 4: ONNX Runtime (CPU provider, 2 intra-op threads) vs eager, church-256 b2, every width.
     Timed with ``export.bench.measure_interleaved`` (a settle pause before each call: ORT's threads spin
     20-50 ms after a run and would otherwise slow the next eager call ~2x)."""
@@ -158,22 +158,9 @@ def test_onnx_runtime_vs_eager(benchmark, tmp_path_factory):
 
     pytest.importorskip("onnxruntime")
     from export.bench import measure_interleaved
-    from export.exporter import export_generator
-    from export.graph import build_graph, fixed_inputs, input_specs
-    from export.onnx import OnnxGenerator
-    from zoo.models import build_generator
 
     threads = torch.get_num_threads()
-    calls = {}
-    for w in SG2_WIDTHS:
-        torch.manual_seed(0)
-        G = build_generator("stylegan2-church", ch_mul=w).eval()
-        feeds = fixed_inputs(input_specs(G), BATCH, G.c_dim)
-        graph = build_graph(G)
-        path, _ = export_generator(G, tmp_path_factory.mktemp("onnx") / w.replace("/", "_"), backend="onnx")
-        ort = OnnxGenerator(path, threads=threads)
-        calls[(w, "eager")] = (lambda g=graph, f=feeds: g(*f.values()))
-        calls[(w, "onnx")] = (lambda o=ort, f=feeds: o._run(f))
+    calls = eager_and_onnx_calls("stylegan2-church", SG2_WIDTHS, BATCH, tmp_path_factory, threads)
     results = {}
     benchmark.pedantic(lambda: results.update(measure_interleaved(calls, BATCH, warmup=1, iters=ROUNDS)),
                        rounds=1, iterations=1)
