@@ -159,9 +159,14 @@ def _tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
 
 
+def _demod_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """sum_k w[o, i, k]^2 as [I, O]: styles^2 @ this is the squared norm of each modulated filter."""
+    return weight.square().sum(dim=[2, 3]).t()
+
+
 def _demod_coefs(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
     """rsqrt(sum_{i,k} (w[o,i,k] * s[b,i])^2 + 1e-8) as [B, O], without materialising w * s."""
-    return (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+    return (styles.square() @ _demod_matrix(weight) + 1e-8).rsqrt()
 
 
 class SynthesisLayer(nn.Module):
@@ -340,7 +345,7 @@ class _ModulationGroup:
             affine[k] = fc.weight * (fc.weight_gain * gain)
             self.bias[k, 0] = fc.bias * (fc.bias_gain * gain)
         for k, conv in enumerate(convs):
-            self.demod[k, :, :conv.out_channels] = conv.weight.square().sum(dim=[2, 3]).t() / 2
+            self.demod[k, :, :conv.out_channels] = _demod_matrix(conv.weight) / 2
         self.affine_t = affine.transpose(1, 2)
 
     def __call__(self, ws: torch.Tensor) -> tuple[tuple, tuple]:
