@@ -332,7 +332,10 @@ GOLDEN = {
 def test_matches_biggan_pytorch_golden_values(key):
     res, n_classes, ch, g_attn, d_attn = key
     cfg = Config(resolution=res, n_classes=n_classes, G_ch=ch, D_ch=ch, G_attn=g_attn, D_attn=d_attn)
-    G, D = build_generator(cfg), build_discriminator(cfg)
+    # in the reference's NCHW layout: channels-last (the default) differs by rounding, which train-mode
+    # BN over 3 samples amplifies ~1e4x here (test_channels_last_default_equals_nchw_within_rounding)
+    G = build_generator(cfg).to(memory_format=torch.contiguous_format)
+    D = build_discriminator(cfg).to(memory_format=torch.contiguous_format)
     _fill_deterministic(G)
     _fill_deterministic(D)
     n = 3
@@ -373,6 +376,10 @@ def test_bit_exact_against_biggan_pytorch():
     G.load_state_dict(rG.state_dict())
     D.load_state_dict(rD.state_dict())
     z, y = torch.randn(4, 120), torch.tensor([0, 3, 5, 8])
+    with torch.no_grad():  # channels-last as built: equal within float rounding
+        torch.testing.assert_close(D.eval()(G.eval()(z, y), y), rD.eval()(rG.eval()(z, rG.shared(y)), y),
+                                   rtol=1e-5, atol=1e-4)
+    G, D = G.to(memory_format=torch.contiguous_format), D.to(memory_format=torch.contiguous_format)
     for train in (True, False):
         for m in (rG, rD, G, D):
             m.train(train)
@@ -385,3 +392,40 @@ def test_bit_exact_against_biggan_pytorch():
             assert all(torch.equal(x, a.state_dict()[k]) for k, x in b.state_dict().items())
             assert all(torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6)
                        for p, q in zip(a.parameters(), b.parameters()) if p.grad is not None)
+
+
+def test_channels_last_default_equals_nchw_within_rounding(tmp_path):
+    """Both networks run channels-last as built; ``.to(memory_format=torch.contiguous_format)`` gives the
+    NCHW (reference-identical) path; they agree within float rounding, in training mode too, G returns a
+    contiguous NCHW image, and a saved checkpoint holds plain contiguous weights."""
+    import copy
+
+    torch.manual_seed(0)
+    cfg = Config(resolution=32, n_classes=5, G_ch=16, D_ch=16, G_attn="16", D_attn="16")
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    conv = G.blocks[0][0].conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    G0 = copy.deepcopy(G).to(memory_format=torch.contiguous_format)
+    D0 = copy.deepcopy(D).to(memory_format=torch.contiguous_format)
+    assert G0.blocks[0][0].conv1.weight.is_contiguous()
+    z, y = torch.randn(3, cfg.dim_z), torch.tensor([0, 2, 4])
+    for train in (False, True):
+        for m in (G, D, G0, D0):
+            m.train(train)
+        img, img0 = G(z, y), G0(z, y)
+        assert img.is_contiguous() and img0.is_contiguous()
+        torch.testing.assert_close(img, img0, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(D(img, y), D0(img0, y), rtol=1e-5, atol=1e-4)
+    # the golden-value configuration in float64, train mode (ill-conditioned BN): still equal to ~1e-11
+    cfg64 = Config(resolution=64, n_classes=5, G_ch=8, D_ch=8, G_attn="32", D_attn="32")
+    G64 = build_generator(cfg64).double().train()
+    G64_0 = copy.deepcopy(G64).to(memory_format=torch.contiguous_format)
+    z64 = torch.randn(3, cfg64.dim_z, dtype=torch.float64)
+    torch.testing.assert_close(G64(z64, y % 5), G64_0(z64, y % 5), rtol=1e-9, atol=1e-9)
+    from safetensors.torch import load_file
+
+    path = save_checkpoint(tmp_path / "ck", config=G.config, G_ema=G.eval(), D=D)
+    assert all(t.is_contiguous() for f in path.glob("*.safetensors") for t in load_file(str(f)).values())
+    ck = load_checkpoint(path)
+    assert ck.G_ema.blocks[0][0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ck.G_ema(z, y), G(z, y), rtol=0, atol=0)

@@ -184,3 +184,37 @@ def test_config_json_round_trip():
     cfg = Config(resolution=16, g_channels={4: 24, 8: 12, 16: 6}, ch_mul=0.5)
     again = Config.from_dict(cfg.to_dict())
     assert again == cfg and again.ch_mul == "1/2"
+
+
+def test_conv_weights_keep_the_layout_onednn_reads_through_reload_and_save(tmp_path):
+    """Conv weights are stored channels-last (the transposed conv's transposed view channels-last), so
+    that no layout copy is made per call; that survives load_state_dict and .to(), and what is saved
+    is a plain contiguous tensor that loads back to the same outputs."""
+    from zoo.checkpoint import state_dict_for_save
+    from zoo.models.stylegan2 import Conv2dLayer, SynthesisLayer
+
+    cl = torch.channels_last
+    torch.manual_seed(0)
+    G, D = build_generator("stylegan2-emoji", ch_mul="1/2").eval(), build_discriminator("stylegan2-emoji", ch_mul="1/2")
+
+    def check(G, D):
+        layers = [m for m in G.modules() if isinstance(m, SynthesisLayer)]
+        assert any(m.up == 2 for m in layers) and any(m.up == 1 for m in layers)
+        for m in layers:
+            w = m.weight.transpose(0, 1) if m.up == 2 else m.weight
+            assert w.is_contiguous(memory_format=cl) and not m.weight.is_contiguous(), m
+        convs = [m for m in D.modules() if isinstance(m, Conv2dLayer) and m.kernel_size == 3]
+        assert convs and all(m.weight.is_contiguous(memory_format=cl) for m in convs)
+
+    check(G, D)
+    saved = state_dict_for_save(G)
+    assert all(t.is_contiguous() for t in saved.values())
+    torch.manual_seed(1)
+    G2, D2 = build_generator("stylegan2-emoji", ch_mul="1/2").eval(), build_discriminator("stylegan2-emoji", ch_mul="1/2")
+    G2.load_state_dict(saved)
+    D2.load_state_dict(state_dict_for_save(D))
+    G2, D2 = G2.to(torch.float64).to(torch.float32), D2.to("cpu")
+    check(G2, D2)
+    z = torch.randn(2, G.z_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(G2(z), G(z))

@@ -159,6 +159,18 @@ def _tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
 
 
+def conv_weight(out_channels: int, in_channels: int, kernel_size: int, transposed: bool = False) -> nn.Parameter:
+    """A randn [out, in, k, k] conv weight stored the way oneDNN reads it for channels-last activations,
+    so that no layout copy is made on every call (~35-200 us per conv, 3-4 % of a 1/8-width forward):
+    channels-last (in-channels innermost), or for a transposed conv (``transposed``: used as
+    ``weight.transpose(0, 1)``) out-channels innermost, which makes that transposed view channels-last.
+    Values, shapes and saved checkpoints are those of a plain contiguous weight."""
+    weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+    if transposed:
+        return nn.Parameter(weight.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2))
+    return nn.Parameter(weight.contiguous(memory_format=CHANNELS_LAST))
+
+
 def _demod_matrix(weight: torch.Tensor) -> torch.Tensor:
     """sum_k w[o, i, k]^2 as [I, O]: styles^2 @ this is the squared norm of each modulated filter."""
     return weight.square().sum(dim=[2, 3]).t()
@@ -178,7 +190,7 @@ class SynthesisLayer(nn.Module):
         self.in_channels, self.out_channels, self.resolution, self.up = in_channels, out_channels, resolution, up
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
+        self.weight = conv_weight(out_channels, in_channels, 3, transposed=up == 2)
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("noise_const", torch.randn([resolution, resolution]))
@@ -563,7 +575,7 @@ class Conv2dLayer(nn.Module):
         super().__init__()
         self.activation, self.down, self.kernel_size = activation, down, kernel_size
         self.conv_clamp = conv_clamp
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.weight = conv_weight(out_channels, in_channels, kernel_size)
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
         self.act_gain = LRELU_GAIN if activation == "lrelu" else 1.0
