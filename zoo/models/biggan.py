@@ -18,7 +18,7 @@ statistics (``stored_mean`` / ``stored_var``) change only in training mode; ``fr
 computes the normalised weights once for inference and export.
 
 Both networks run channels-last (conv weights, and activations following them; oneDNN's CPU convs are
-faster so: G 1.04x / 1.11x / 1.17x at ch_mul 1 / 1/2 / 1/4 at 128 px, batch 2), equal to the reference
+faster so: G 1.05x / 1.14x / 1.19x at ch_mul 1 / 1/2 / 1/4 at 128 px, batch 2), equal to the reference
 within float rounding.  ``net.to(memory_format=torch.contiguous_format)`` switches a network back to
 NCHW, bit-identical to BigGAN-PyTorch.  G returns a contiguous NCHW image either way; saved weights are
 plain contiguous tensors.
