@@ -40,8 +40,6 @@ from torch import nn
 from zoo.models.base import ArchConfig
 from zoo.widths import scale_width
 
-CHANNELS_LAST = torch.channels_last
-
 NOISE_MODES = ("random", "const", "none")  # accepted for the common generator interface; BigGAN has no noise
 
 # BigGAN-PyTorch's architecture tables, as channel multiples of G_ch / D_ch.
@@ -436,13 +434,13 @@ def _ortho_init(module: nn.Module) -> None:
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
             nn.init.orthogonal_(m.weight)
         if isinstance(m, nn.Conv2d):
-            m.weight.data = m.weight.data.contiguous(memory_format=CHANNELS_LAST)
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
 
 
 def _activation_format(conv: nn.Conv2d) -> torch.memory_format:
     """Activations follow the layout of the (3x3) conv weights: channels-last as built, NCHW after
     ``.to(memory_format=torch.contiguous_format)``."""
-    return torch.contiguous_format if conv.weight.is_contiguous() else CHANNELS_LAST
+    return torch.contiguous_format if conv.weight.is_contiguous() else torch.channels_last
 
 
 def _check_batch(name: str, t: torch.Tensor, n: int) -> None:
