@@ -64,6 +64,11 @@ def assert_logits(actual: torch.Tensor, expected: torch.Tensor) -> None:
 def nvlabs_globals(monkeypatch):
     """Register stand-ins under the global names NVlabs pickles reference, for *writing* streams.
     They are plain data holders: the reader never imports them (it has its own allow-list)."""
+    return register_nvlabs_stubs(monkeypatch)
+
+
+def register_nvlabs_stubs(monkeypatch):
+    """What :func:`nvlabs_globals` does, for any MonkeyPatch (tests/security builds fuzz seeds with it)."""
 
     def _reconstruct_persistent_obj(meta):  # pragma: no cover - only its name is pickled
         raise AssertionError("never called")

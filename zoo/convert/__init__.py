@@ -11,8 +11,12 @@ Formats (auto-detected; see docs/import.md):
   embed is never imported or executed.
 * ``stylegan2-tf``   -- NVlabs TensorFlow StyleGAN2 pickles ``(G, D, Gs)`` (the paper's teachers); no
   TensorFlow needed, same restricted unpickler.
-* ``rosinality``     -- rosinality/stylegan2-pytorch ``torch.save`` checkpoints (``torch.load(weights_only=True)``).
+* ``rosinality``     -- rosinality/stylegan2-pytorch ``torch.save`` checkpoints.
 * ``biggan-pytorch`` -- ajbrock/BigGAN-PyTorch ``G.pth`` / ``D.pth`` / ``G_ema.pth`` state dicts.
+
+torch checkpoints are read by :mod:`zoo.convert.torchfile` with the same restricted unpickler, never
+by ``torch.load`` (whose ``weights_only`` guard has had published bypasses).  Every reader bounds what
+a file can make it allocate, and every failure, in reading or in converting, is a ZooError.
 
 The architecture is inferred from the tensors and written as an explicit config (per-resolution
 widths and all), so the imported networks reproduce the originals' outputs (tests/test_convert*.py
@@ -48,26 +52,23 @@ LICENCE_NOTES = {
         "Converted from ajbrock/BigGAN-PyTorch weights (code: MIT). The released ImageNet weights are subject to the "
         "repository's terms and the ImageNet terms of access (non-commercial research)."),
 }
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
 def _torch_load(path: Path) -> Any:
-    import argparse
-
-    import torch
+    """A torch.save checkpoint read by zoo's own restricted reader (never ``torch.load``: its
+    ``weights_only`` guard has had published bypasses, see zoo/convert/torchfile.py)."""
+    from zoo.convert.torchfile import load_torch_file
 
     try:
-        # rosinality's train.py stores its argparse.Namespace; that is the one non-tensor class allowed.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ZooError(f"{path}: truncated or corrupt torch checkpoint ({str(exc).splitlines()[0][:200]})") from None
-    except Exception as exc:  # pickle.UnpicklingError from weights_only: something beyond tensors
-        first = str(exc).splitlines()
-        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
-        raise ZooError(f"{path}: refusing to load: the checkpoint holds more than tensors and plain data "
-                       f"({detail[:200]}); expected {FORMAT_HELP['rosinality']} or {FORMAT_HELP['biggan-pytorch']}") \
-            from None
+        return load_torch_file(path)
+    except ZooError as exc:
+        text = str(exc)
+        if "refusing to unpickle" in text or "refusing to call" in text or "refusing to instantiate" in text:
+            detail = text[len(f"{path}: "):] if text.startswith(f"{path}: ") else text
+            raise ZooError(f"{path}: refusing to load: the checkpoint holds more than tensors and plain data "
+                           f"({detail[:300]}); expected {FORMAT_HELP['rosinality']} or "
+                           f"{FORMAT_HELP['biggan-pytorch']}") from None
+        raise
 
 
 def _is_biggan_state(obj: Any) -> bool:
@@ -77,6 +78,7 @@ def _is_biggan_state(obj: Any) -> bool:
 
 def read_source(path: str | os.PathLike) -> tuple[str, Any]:
     """Read ``path`` safely and say which format it is: (format, data)."""
+    from zoo.convert.torchfile import LEGACY_MAGIC
     from zoo.convert.unpickle import PersistentObject, TFNetwork, safe_load
 
     path = Path(path)
@@ -86,13 +88,13 @@ def read_source(path: str | os.PathLike) -> tuple[str, Any]:
         head = fh.read(16)
     if not head:
         raise ZooError(f"{path}: empty file")
-    if head[:4] == b"PK\x03\x04" or head.startswith(_TORCH_LEGACY_MAGIC):
+    if head[:4] == b"PK\x03\x04" or head.startswith(LEGACY_MAGIC):
         data = _torch_load(path)
         if isinstance(data, dict) and isinstance(data.get("g_ema"), dict):
             return "rosinality", data
         if _is_biggan_state(data):
             return "biggan-pytorch", data
-        keys = list(data)[:8] if isinstance(data, dict) else type(data).__name__
+        keys = [str(k)[:40] for k in list(data)[:8]] if isinstance(data, dict) else type(data).__name__
         raise ZooError(f"{path}: a torch checkpoint, but neither {FORMAT_HELP['rosinality']} nor "
                        f"{FORMAT_HELP['biggan-pytorch']} (found {keys})")
     if head[:1] == b"\x80":
@@ -142,7 +144,16 @@ def _convert_sources(src, format: str | None, d, g_ema):
         if other_fmt != "biggan-pytorch":
             raise ZooError(f"{path}: expected {FORMAT_HELP['biggan-pytorch']}, found {FORMAT_HELP[other_fmt]}")
         extra[key] = other
-    return fmt, _convert(fmt, data, extra)
+    try:
+        return fmt, _convert(fmt, data, extra)
+    except ZooError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise ZooError(f"{src}: refusing: converting it raised {type(exc).__name__}; expected "
+                       f"{FORMAT_HELP[fmt]}") from None
+    except Exception as exc:  # untrusted input: a value of the wrong type or shape is a malformed file
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ZooError(f"{src}: malformed {FORMAT_HELP[fmt]} ({type(exc).__name__}: {first})") from None
 
 
 def _signature(cfg) -> tuple:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from zoo.convert.common import Converted, load_strict
+from zoo.convert.common import Converted, build_strict
 from zoo.errors import ZooError
 from zoo.models import biggan as bg
 
@@ -136,14 +136,11 @@ def from_biggan_pytorch(G: Any, D: Any = None, G_ema: Any = None) -> Converted:
                     G_ch=facts["G_ch"], D_ch=d_facts.get("D_ch", facts["G_ch"]), ch_mul="1", dim_z=facts["dim_z"],
                     shared_dim=facts["shared_dim"], hier=facts["hier"], G_attn=facts["G_attn"], D_attn=d_attn,
                     D_wide=d_facts.get("D_wide", True), SN_eps=1e-6, BN_eps=1e-5, num_SV_itrs=1)
-    out = Converted(config=cfg, G_ema=bg.Generator(cfg), notes=notes)
-    load_strict(out.G_ema, ema_state, "G_ema")
+    out = Converted(config=cfg, G_ema=build_strict(lambda: bg.Generator(cfg), ema_state, "G_ema"), notes=notes)
     if raw_state is not None:
-        out.G = bg.Generator(cfg)
-        load_strict(out.G, raw_state, "G")
+        out.G = build_strict(lambda: bg.Generator(cfg), raw_state, "G")
     if D is not None:
-        out.D = bg.Discriminator(cfg)
-        load_strict(out.D, D, "D")
+        out.D = build_strict(lambda: bg.Discriminator(cfg), D, "D")
     out.found = {
         "architecture": f"BigGAN (BigGAN-PyTorch {facts['resolution']}px table)",
         "resolution": cfg.resolution, "img_channels": cfg.img_channels, "n_classes": cfg.n_classes,

@@ -18,12 +18,13 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from zoo.convert.common import Converted, load_strict
+from zoo.convert.common import Converted, build_strict
 from zoo.errors import ZooError
 from zoo.models import stylegan2 as sg2
 
 FIR_TAPS = [1, 3, 3, 1]
 D_MAPPING_LR_MUL = 0.01  # what zoo's conditional D uses (NVlabs' default)
+MAX_RESOLUTION = 4096
 
 
 @dataclass
@@ -65,6 +66,8 @@ def _check_block_resolutions(res_list: list[int], what: str) -> int:
     if not res_list:
         raise ZooError(f"no {what} blocks found")
     top = res_list[-1]
+    if top > MAX_RESOLUTION:  # checked before anything is sized from it (noise buffers are top x top)
+        raise ZooError(f"{what} blocks up to {top}px; at most {MAX_RESOLUTION}px is supported")
     expected = [2 ** i for i in range(2, int(math.log2(top)) + 1)]
     if top & (top - 1) or res_list != expected:
         raise ZooError(f"{what} blocks at resolutions {res_list}, expected {expected}")
@@ -203,14 +206,12 @@ def build(G_ema: dict, G: dict | None, D: dict | None, opts: Options) -> Convert
         d_cmap_dim=cmap if cmap and cmap != d_facts["d_channels"][4] else None,
         conv_clamp=None if opts.conv_clamp is None else float(opts.conv_clamp),
     )
-    out = Converted(config=cfg, G_ema=sg2.Generator(cfg), notes=notes)
-    load_strict(out.G_ema, g_states["G_ema"], "G_ema")
+    out = Converted(config=cfg, G_ema=build_strict(lambda: sg2.Generator(cfg), g_states["G_ema"], "G_ema"),
+                    notes=notes)
     if g_states["G"] is not None:
-        out.G = sg2.Generator(cfg)
-        load_strict(out.G, g_states["G"], "G")
+        out.G = build_strict(lambda: sg2.Generator(cfg), g_states["G"], "G")
     if D is not None:
-        out.D = sg2.Discriminator(cfg)
-        load_strict(out.D, D, "D")
+        out.D = build_strict(lambda: sg2.Discriminator(cfg), D, "D")
     widths = ", ".join(f"{r}:{c}" for r, c in facts["g_channels"].items())
     out.found = {
         "architecture": "StyleGAN2 (config F: 'skip' G, 'resnet' D)",
