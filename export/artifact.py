@@ -23,7 +23,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import read_json, sha256_file, write_json
+from zoo.checkpoint import check_relpath, sha256_file, write_json
 from zoo.errors import ZooError
 # the loading side (export.json, the wrappers) lives in zoo.runtime, shared with zoo.load; re-exported here
 from zoo.runtime import (EXPORT_FILE, FORMAT, ExportedGenerator, is_artifact, load_artifact,  # noqa: F401
@@ -93,14 +93,11 @@ def resolve_source(source: str, ch_mul: str = "1", version: str | None = None, d
 
     path = Path(source)
     if path.is_dir():
-        from zoo.checkpoint import MANIFEST_FILE, WEIGHT_FILES, load_checkpoint
+        from zoo.checkpoint import WEIGHT_FILES, load_checkpoint, read_manifest
 
-        ckpt = load_checkpoint(path, load_D=False, device=device)
+        ckpt = load_checkpoint(path, load_D=False, device=device)  # verifies (and shape-checks) manifest.json
         weights = path / WEIGHT_FILES["G_ema"]
-        manifest = path / MANIFEST_FILE
-        sha = None
-        if manifest.exists():
-            sha = read_json(manifest).get("files", {}).get(weights.name, {}).get("sha256")
+        sha = ((read_manifest(path) or {}).get(weights.name) or {}).get("sha256")
         provenance = {"kind": "checkpoint", "path": str(path.resolve()), "name": ckpt.name,
                       "ch_mul": ckpt.ch_mul, "generator_file": weights.name,
                       "generator_sha256": sha or sha256_file(weights)}
@@ -146,7 +143,8 @@ def model_info(G) -> dict[str, Any]:
 
 def write_export_json(directory: Path, record: dict[str, Any]) -> None:
     """Complete ``record`` with the model file's size and sha256 and write export.json."""
-    model_file = directory / record["file"]
+    # loaders accept only a plain relative name inside the artifact (zoo.runtime.model_file): never write another
+    model_file = directory / check_relpath(record["file"], "export file")
     record = {"format": FORMAT, **record, "file_size": model_file.stat().st_size,
               "file_sha256": sha256_file(model_file)}
     write_json(directory / EXPORT_FILE, record)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from zoo.checkpoint import WEIGHT_FILES, read_config, sha256_file
+from zoo.checkpoint import WEIGHT_FILES, read_config, sha256_file, verify_manifest
 from zoo.errors import ZooError
 
 
@@ -26,17 +26,30 @@ class TeacherRef:
     name: str | None  # its configuration name (config.json)
     config: Any       # its architecture config
     d_sha256: str     # sha256 of its discriminator.safetensors
+    # files of a registry entry, verified against the registry index (None: a directory, checked against
+    # its own manifest.json on every load)
+    index_files: frozenset | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"ref": self.ref, "path": str(self.path), "name": self.name,
                 "discriminator_sha256": self.d_sha256}
 
     def load_discriminator(self, device: torch.device | str = "cpu") -> torch.nn.Module:
-        """D_bar, frozen: eval mode (no spectral-norm / BN updates), no gradients, never optimised."""
+        """D_bar, frozen: eval mode (no spectral-norm / BN updates), no gradients, never optimised.
+
+        Only listed, verified files are read; the discriminator must still be the one resolve_teacher
+        hashed (d_sha256), so a file swapped in between is refused.
+        """
         from zoo.checkpoint import load_checkpoint
 
-        D_bar = load_checkpoint(self.path, device=str(device)).D
-        return freeze(D_bar)
+        d_file = self.path / WEIGHT_FILES["D"]
+        if sha256_file(d_file) != self.d_sha256:
+            raise ZooError(f"--teacher {self.ref!r}: {d_file} changed since it was checked (sha256 differs)")
+        if self.index_files is not None:  # a registry entry: its index, not its own manifest, is the anchor
+            ckpt = load_checkpoint(self.path, device=str(device), verify=False, listed=self.index_files)
+        else:
+            ckpt = load_checkpoint(self.path, device=str(device))
+        return freeze(ckpt.D)
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:
@@ -59,10 +72,11 @@ def state_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _locate(ref: str) -> Path:
+def _locate(ref: str) -> tuple[Path, dict[str, Any] | None]:
+    """(checkpoint directory, the registry index's file records or None for a plain directory)."""
     path = Path(ref).expanduser()
     if path.is_dir():
-        return path
+        return path, None
     looks_like_path = "/" in ref or ref.startswith(".") or path.suffix != ""
     name, _, version = ref.partition("@")
     try:
@@ -74,19 +88,25 @@ def _locate(ref: str) -> Path:
             store, entry = resolve(name, 1, version or None)
         except ZooError as exc:
             raise ZooError(f"--teacher {ref!r} is neither a checkpoint directory nor a registry entry ({exc})") from None
-        return Path(store.fetch(entry))
+        return Path(store.fetch(entry)), entry.files  # fetch verified every listed file against the index
     raise ZooError(f"--teacher {ref!r}: no such checkpoint directory")
 
 
 def resolve_teacher(ref: str, student_cfg) -> TeacherRef:
     """Find and validate a teacher for ``student_cfg``; raises ZooError with the first mismatch."""
-    path = _locate(ref)
+    path, index_files = _locate(ref)
     if not (path / "config.json").is_file():
         raise ZooError(f"--teacher {ref!r}: {path} is not a checkpoint directory (no config.json)")
+    # what lists the teacher's files: the registry index (already verified), else its manifest.json
+    listed = set(index_files) if index_files is not None else verify_manifest(path)
     d_file = path / WEIGHT_FILES["D"]
     if not d_file.is_file():
         raise ZooError(f"--teacher {ref!r}: {path} has no {WEIGHT_FILES['D']}; DGL-GAN needs the teacher's "
                        "discriminator (train it with `zoo train --ch-mul 1` or import it with its D)")
+    if listed is not None and WEIGHT_FILES["D"] not in listed:
+        raise ZooError(f"--teacher {ref!r}: {d_file} is not listed in the "
+                       f"{'registry index' if index_files is not None else 'checkpoint manifest.json'} (copied in "
+                       "after it was written or published); refusing an unverified discriminator")
     try:
         name, cfg = read_config(path)
     except ValueError as exc:
@@ -104,4 +124,6 @@ def resolve_teacher(ref: str, student_cfg) -> TeacherRef:
     if str(cfg.ch_mul) != "1":
         raise ZooError(f"--teacher {ref!r} has ch_mul={cfg.ch_mul}; a DGL-GAN teacher is the full-width "
                        "(ch_mul 1) network")
-    return TeacherRef(ref=ref, path=path.resolve(), name=name, config=cfg, d_sha256=sha256_file(d_file))
+    d_sha256 = index_files[WEIGHT_FILES["D"]]["sha256"] if index_files is not None else sha256_file(d_file)
+    return TeacherRef(ref=ref, path=path.resolve(), name=name, config=cfg, d_sha256=d_sha256,
+                      index_files=frozenset(index_files) if index_files is not None else None)

@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from zoo.checkpoint import check_relpath
 from zoo.errors import ZooError
 from zoo.registry.store import EntryRef, Store, iter_entries, open_store
 from zoo.widths import ChMul
@@ -83,7 +84,8 @@ def load_checkpoint(name: str, ch_mul: ChMul = 1, version: Any = None, device: s
         return load_dir(directory, device=device, load_D=load_D)
     store, ref = resolve(name, ch_mul, version, registry)
     directory = store.fetch(ref)  # verified against the index's sha256 of every file
-    ckpt = load_dir(directory, device=device, load_D=load_D, verify=False)
+    # only what the index lists (and fetch just verified) is read: a file copied into the entry later is not
+    ckpt = load_dir(directory, device=device, load_D=load_D, verify=False, listed=ref.files)
     ckpt.name = ref.name
     return ckpt
 
@@ -136,9 +138,16 @@ def load(name: str, ch_mul: ChMul = 1.0, version: Any = None, device: str | None
     else:
         require("torch_tensorrt", "trt", "backend='tensorrt'")
     directory = store.fetch(ref) / export_dir
-    recorded = read_export_json(directory)[1].get("backend")
+    meta = read_export_json(directory)[1]
+    recorded = meta.get("backend")
     if recorded != backend:
         raise ZooError(f"{ref}: {export_dir}/{EXPORT_FILE} describes a {recorded!r} artifact, not {backend!r}")
+    # export.json names the model file to open; fetch verified only what the index lists, so that name
+    # must be a plain relative path to a listed file (the runtime checks its export.json hash again)
+    model = check_relpath(meta.get("file"), f"{ref}: {export_dir}/{EXPORT_FILE} 'file'")
+    if f"{export_dir}/{model}" not in ref.files:
+        raise ZooError(f"{ref}: {export_dir}/{EXPORT_FILE} names {model!r}, which the registry index does not "
+                       "list (it was never verified); refusing to load it")
     return load_artifact(directory, device=device)
 
 

@@ -7,7 +7,9 @@ per variant, ``<name>/<ch_mul>/<version>/`` -- and a ``README.md`` model card ge
   downloads every file of an entry *at the commit that index came from*, so an entry is always pinned to
   one immutable commit.  Files land in the Hugging Face cache (``HF_HUB_CACHE``) and are re-hashed
   against the index's sha256 on every load (the Hub client does not check content hashes itself).
-  ``HF_HUB_OFFLINE=1`` loads from the cache alone.
+  ``HF_HUB_OFFLINE=1`` loads from the cache alone.  The index's names are checked (``check_index``:
+  plain relative paths, each record's path its own ``<name>/<ch>/<version>``) before any file is
+  requested, so an index cannot make the client write outside its cache.
 * Publishing makes one commit holding the entry's files, the new index and the regenerated card, with
   ``parent_commit`` set to the commit the index was read from: a concurrent publisher makes the
   commit fail instead of silently overwriting the index (re-run to publish on top).
@@ -22,8 +24,8 @@ from typing import Any, Callable
 
 from zoo.errors import ZooError, require
 from zoo.registry.store import (
-    INDEX_FILE, EntryRef, Store, add_version, check_index, empty_index, hash_tree, iter_entries, resolve,
-    set_alias, verify_files,
+    INDEX_FILE, EntryRef, Store, add_version, check_entry, check_index, empty_index, hash_tree, iter_entries,
+    resolve, set_alias, verify_files,
 )
 
 CARD_FILE = "README.md"
@@ -77,24 +79,27 @@ class HfStore(Store):
     # ------------------------------------------------------------------ read
     def read_index(self) -> dict[str, Any]:
         if self._index is None:
+            from zoo.checkpoint import read_json
+
             path = self._download(INDEX_FILE, self.revision)
             self.commit = path.parent.name  # .../snapshots/<commit>/index.json
-            with open(path) as fh:
-                self._index = check_index(json.load(fh), f"{self.location}/{INDEX_FILE}")
+            self._index = check_index(read_json(path), f"{self.location}/{INDEX_FILE}")
         return self._index
 
     def fetch(self, ref: EntryRef) -> Path:
         self.read_index()
+        check_entry(ref, self.location)  # names from the repo: checked before any download writes a file
         paths = {rel: self._download(f"{ref.path}/{rel}", self.commit) for rel in sorted(ref.files)}
         rel, path = next(iter(paths.items()))
         directory = path.parents[len(Path(rel).parts) - 1]  # .../snapshots/<commit>/<name>/<ch>/<version>
-        problems = verify_files(directory, ref.files)
+        # snapshot files are the HF cache's symlinks to its blobs: a final symlink is expected here
+        problems = verify_files(directory, ref.files, follow_symlinks=True)
         from huggingface_hub import constants
 
         if problems and not constants.HF_HUB_OFFLINE:  # a corrupted cache blob: fetch it once more
             for line in problems:
                 self._download(f"{ref.path}/{line.split(':')[0]}", self.commit, force=True)
-            problems = verify_files(directory, ref.files)
+            problems = verify_files(directory, ref.files, follow_symlinks=True)
         if problems:
             raise ZooError(f"{ref} from {self.location}@{self.commit} failed verification: {'; '.join(problems)}")
         return directory

@@ -12,6 +12,11 @@
 * only when every file of the entry is verified is the directory renamed into the cache proper, so a
   later load never trusts a partial download.  Cached entries are re-hashed on every load.
 
+The server is not trusted: the index it serves is shape-checked (``check_index``) and every entry's path
+and file names must be plain relative paths inside the entry *before* a byte is written, since a hash
+from the same index proves nothing about where a file may go.  A body longer than the index says is cut
+off, so a server cannot fill the disk.
+
 The last index fetched is kept, so cached entries still load when the server is unreachable.
 """
 from __future__ import annotations
@@ -30,13 +35,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import read_json, sha256_file, write_json
+from zoo.checkpoint import fsync_file, read_json, sha256_file, write_json
 from zoo.errors import ZooError
 from zoo.registry.local import file_lock
-from zoo.registry.store import INDEX_FILE, EntryRef, Store, check_index, ganzoo_home, verify_files
+from zoo.registry.store import INDEX_FILE, EntryRef, Store, check_entry, check_index, ganzoo_home, verify_files
 
 USER_AGENT = "ganzoo-registry/1"
 CHUNK = 1 << 16
+MAX_INDEX_BYTES = 256 << 20  # an index.json larger than this is not a registry index
 _TRANSIENT = (http.client.IncompleteRead, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError,
               urllib.error.URLError)
 
@@ -74,7 +80,9 @@ class HttpStore(Store):
         cached = self.cache / INDEX_FILE
         try:
             with self._open(INDEX_FILE) as resp:
-                body = resp.read()
+                body = resp.read(MAX_INDEX_BYTES + 1)
+            if len(body) > MAX_INDEX_BYTES:
+                raise ZooError(f"{self.url(INDEX_FILE)}: larger than {MAX_INDEX_BYTES >> 20} MiB; not a registry index")
         except urllib.error.HTTPError as exc:
             raise ZooError(
                 f"{self.url(INDEX_FILE)}: HTTP {exc.code} {exc.reason} (is this a ganzoo registry?)") from None
@@ -117,9 +125,12 @@ class HttpStore(Store):
                     with open(part, "ab" if offset else "wb") as fh, tqdm(
                         total=size, initial=offset, unit="B", unit_scale=True, desc=rel, leave=False, disable=None
                     ) as bar:
-                        while block := resp.read(CHUNK):
+                        left = size - offset  # never write more than the index promised
+                        while left > 0 and (block := resp.read(min(CHUNK, left))):
                             fh.write(block)
+                            left -= len(block)
                             bar.update(len(block))
+                        fsync_file(fh)
                 if part.stat().st_size < size:
                     raise http.client.IncompleteRead(b"", size - part.stat().st_size)
             except urllib.error.HTTPError as exc:
@@ -137,6 +148,8 @@ class HttpStore(Store):
                     ) from None
 
     def fetch(self, ref: EntryRef) -> Path:
+        # every name below comes from the server: checked before any path is built or byte written
+        check_entry(ref, self.location)
         final = self.cache / ref.path
         if final.is_dir():
             problems = verify_files(final, ref.files)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.checkpoint import MANIFEST_FILE, read_json, write_json
+from zoo.checkpoint import MANIFEST_FILE, current_umask, fsync_dir, read_json, write_json
 from zoo.errors import ZooError
 from zoo.registry.store import (
-    INDEX_FILE, EntryRef, Store, add_version, check_index, empty_index, entry_path, hash_tree,
-    ch_key, require_verified, resolve, set_alias, verify_files,
+    INDEX_FILE, EntryRef, Store, add_version, check_entry, check_index, empty_index, entry_path, hash_tree,
+    ch_key, require_verified, resolve, set_alias, verify_files, walk_tree,
 )
 
 LOCK_FILE = ".lock"
@@ -42,9 +41,29 @@ def file_lock(path: Path):
 
 
 def _make_read_only(directory: Path) -> None:
+    """Files read-only, with the modes the umask gives (not the source's: mkstemp / safetensors make 0600
+    files, which a web server serving the registry, or another user sharing it, could not read)."""
+    umask = current_umask()
     for p in directory.rglob("*"):
-        if p.is_file():
-            p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        if p.is_symlink():  # chmod follows symlinks: never touch a target elsewhere (hash_tree refused them)
+            continue
+        if p.is_dir():
+            p.chmod(0o777 & ~umask)
+        elif p.is_file():
+            p.chmod(0o444 & ~umask)
+
+
+def _fsync_tree(directory: Path) -> None:
+    """fsync every file and directory of a staged entry before it is renamed into place: once the index
+    lists an entry, a crash must not leave it with files the kernel had not written yet."""
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(root)
 
 
 class LocalStore(Store):
@@ -66,6 +85,7 @@ class LocalStore(Store):
         return self.root / ref.path
 
     def fetch(self, ref: EntryRef) -> Path:
+        check_entry(ref, self.location)
         return require_verified(self.entry_dir(ref), ref)
 
     # ----------------------------------------------------------------- write
@@ -100,7 +120,9 @@ class LocalStore(Store):
                 if target.exists():  # left by a publisher that died before updating the index
                     shutil.rmtree(target)
                 target.parent.mkdir(parents=True, exist_ok=True)
+                _fsync_tree(staged)
                 os.replace(staged, target)
+                fsync_dir(target.parent)  # the entry is on disk before the index that lists it
                 _make_read_only(target)
                 return {"path": entry_path(name, ch_mul, v), "published": metadata["registry"]["published"],
                         "files": files, "metadata": metadata}
@@ -115,7 +137,10 @@ class LocalStore(Store):
     def staging_dir(self) -> Path:
         base = self.root / STAGING_DIR
         base.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=base))
+        staged = Path(tempfile.mkdtemp(dir=base))
+        # mkdtemp makes it 0700 and it becomes the entry directory: give it the mode mkdir would
+        os.chmod(staged, 0o777 & ~current_umask())
+        return staged
 
     def set_alias(self, name: str, ch_mul, alias: str, version) -> tuple[str | None, str | None]:
         """Point (or with ``version=None`` remove) an alias; returns (previous, new) target."""
@@ -137,11 +162,16 @@ class LocalStore(Store):
 
     def verify(self, ref: EntryRef) -> list[str]:
         """Problems of one entry: files in the index that are missing or differ, and unlisted extra files."""
+        try:
+            check_entry(ref, self.location)
+        except ZooError as exc:
+            return [str(exc)]
         directory = self.entry_dir(ref)
         if not directory.is_dir():
             return [f"{ref.path}: directory missing"]
         problems = verify_files(directory, ref.files)
-        extra = sorted(set(hash_tree(directory)) - set(ref.files))
-        problems += [f"{rel}: not listed in the index (added after publishing)" for rel in extra]
+        tree = walk_tree(directory)  # never follows a symlink nor opens a special file
+        problems += [f"{rel}: not listed in the index (added after publishing)" + ("" if kind == "file" else
+                     f", {kind}") for rel, kind in tree.items() if rel not in ref.files]
         return problems
 

@@ -22,12 +22,15 @@ import datetime as _dt
 import os
 import platform
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Iterable
 
-from zoo.checkpoint import CONFIG_FILE, METADATA_FILE, WEIGHT_FILES, read_json, verify_manifest, write_json
+from zoo.checkpoint import (CONFIG_FILE, METADATA_FILE, WEIGHT_FILES, file_kind, read_json, verify_manifest,
+                            write_json)
 from zoo.errors import ZooError
-from zoo.registry.store import EntryRef, Store, ch_key, check_alias, check_name, check_version, open_store
+from zoo.registry.store import (EntryRef, Store, ch_key, check_alias, check_name, check_version, open_store,
+                                 walk_tree)
 
 EXPORTS_DIR = "exports"
 SUMMARY_FILE = "summary.json"
@@ -85,16 +88,48 @@ def _software() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _copy_entry_files(ckpt_dir: Path, staged: Path, include_D: bool) -> list[str]:
-    """Copy what an entry holds into ``staged``; returns the names copied."""
+def _regular(path: Path) -> bool:
+    """True for a regular file, False when there is nothing; anything else is an error.
+
+    lstat, not is_file(): a symlink would publish its target (a key, a token, ~/.ssh/...), possibly to a
+    public Hub repo, and a FIFO or device would hang or fill the copy.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        raise ZooError(f"{path}: {file_kind(mode)}; publish copies regular files only (replace it with the file)")
+    return True
+
+
+def _copy_entry_files(ckpt_dir: Path, staged: Path, include_D: bool, listed: set[str] | None = None) -> list[str]:
+    """Copy what an entry holds into ``staged``; returns the names copied.
+
+    ``listed``: the names the checkpoint's manifest.json lists (None: it has none).  A top-level file it
+    does not list was added after the checkpoint was written, and is never published.
+    """
     copied = []
     names = [CONFIG_FILE] + [f for k, f in WEIGHT_FILES.items() if include_D or k != "D"]
     for fname in names:
-        if (ckpt_dir / fname).is_file():
-            shutil.copy2(ckpt_dir / fname, staged / fname)
+        if _regular(ckpt_dir / fname):
+            if listed is not None and fname not in listed:
+                raise ZooError(f"{ckpt_dir / fname}: not listed in the checkpoint's manifest.json (added after it "
+                               "was written); refusing to publish an unverified file")
+            shutil.copy2(ckpt_dir / fname, staged / fname, follow_symlinks=False)
             copied.append(fname)
-    if (ckpt_dir / EXPORTS_DIR).is_dir():
-        shutil.copytree(ckpt_dir / EXPORTS_DIR, staged / EXPORTS_DIR,
+    exports = ckpt_dir / EXPORTS_DIR
+    if os.path.lexists(exports):
+        if exports.is_symlink() or not exports.is_dir():
+            _regular(exports)  # raises: a symlink or file where the exports directory belongs
+            raise ZooError(f"{exports}: a regular file, not the exports directory")
+        bad = [f"{rel} ({kind})" for rel, kind in walk_tree(exports).items() if kind != "file"]
+        if bad:
+            raise ZooError(f"{exports}: holds {', '.join(bad)}; publish copies regular files only "
+                           "(a symlink would publish its target)")
+        # symlinks=True: anything that became a symlink since the check is copied as a link, which
+        # hash_tree then refuses, instead of its target being copied
+        shutil.copytree(exports, staged / EXPORTS_DIR, symlinks=True,
                         ignore=shutil.ignore_patterns(".*", "*.part", "*.tmp"))
         copied.append(EXPORTS_DIR + "/")
     return copied
@@ -112,8 +147,8 @@ def publish(source: str | os.PathLike, name: str | None = None, ch_mul=None, ver
     from zoo.checkpoint import load_checkpoint
 
     ckpt_dir, run_dir = find_checkpoint(source)
-    verify_manifest(ckpt_dir)  # a corrupted checkpoint is never published
-    ckpt = load_checkpoint(ckpt_dir, load_D=include_D, verify=False)
+    listed = verify_manifest(ckpt_dir)  # a corrupted checkpoint is never published
+    ckpt = load_checkpoint(ckpt_dir, load_D=include_D, verify=False, listed=listed)
     name = check_name(name or ckpt.name or "")
     actual = ch_key(ckpt.config.ch_mul)
     if ch_mul is not None and ch_key(ch_mul) != actual:
@@ -129,7 +164,7 @@ def publish(source: str | os.PathLike, name: str | None = None, ch_mul=None, ver
                        "then serve that directory")
     staged = store.staging_dir()
     try:
-        copied = _copy_entry_files(ckpt_dir, staged, include_D)
+        copied = _copy_entry_files(ckpt_dir, staged, include_D, listed)
         software = _software()
 
         def finalize(directory: Path, v: str) -> dict[str, Any]:

@@ -15,21 +15,24 @@ server, Hugging Face Hub repo) lays out the same way::
                   "files": {relpath: {"sha256", "size"}}, "metadata": {...full metadata.json...}}
 
 The index holds the sha256 of every file, so it is the trust anchor: every load re-hashes the files it
-is about to use against it.  Versions are integers ("1", "2", ... auto-incremented) or semver
-("1.2.0"); one (name, ch_mul) uses one scheme.  ``latest`` is not stored: it is always the highest
-version.  Nothing here imports torch.
+is about to use against it.  Its *names* are not trusted: an index read from a server or a Hub repo is
+checked by :func:`check_index` before anything is downloaded or written, and every record's ``path``
+must be exactly ``<name>/<ch>/<version>`` and every file name a plain relative path inside the entry.
+Versions are integers ("1", "2", ... auto-incremented) or semver ("1.2.0"); one (name, ch_mul) uses one
+scheme.  ``latest`` is not stored: it is always the highest version.  Nothing here imports torch.
 """
 from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.checkpoint import sha256_file
+from zoo.checkpoint import check_file_record, check_relpath, file_kind, file_problem, sha256_file
 from zoo.errors import ZooError
 from zoo.widths import ChMul, format_ch_mul, parse_ch_mul
 
@@ -116,9 +119,59 @@ def empty_index() -> dict[str, Any]:
 
 
 def check_index(index: Any, where: str) -> dict[str, Any]:
+    """``index`` if it is a well-formed registry index, else a ZooError naming ``where``.
+
+    Beyond the top level, every entry is checked (:func:`check_record`): an index comes from whoever
+    serves it, and its paths are joined to local directories when entries are downloaded.
+    """
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("models"), dict):
         raise ZooError(f"{where}: not a ganzoo registry index (expected format {INDEX_FORMAT!r})")
+    for name, widths in index["models"].items():
+        if not isinstance(widths, dict):
+            raise ZooError(f"{where}: models[{name!r}] is not a mapping of widths")
+        for ch, slot in widths.items():
+            if (not isinstance(slot, dict) or not isinstance(slot.get("versions"), dict) or not slot["versions"]
+                    or not isinstance(slot.get("aliases", {}), dict)):
+                raise ZooError(f"{where}: models[{name!r}][{ch!r}] has no 'versions' / 'aliases' mappings")
+            for version, record in slot["versions"].items():
+                check_record(name, ch, version, record, where)
+            for alias, target in slot.get("aliases", {}).items():
+                if target not in slot["versions"]:
+                    raise ZooError(f"{where}: {name} ch_mul={ch}: alias {alias!r} points at no version ({target!r})")
     return index
+
+
+def check_record(name: str, ch: str, version: str, record: Any, where: str) -> dict[str, Any]:
+    """One index record, checked before any of its names touches a file system.
+
+    ``path`` must be the entry's own ``<name>/<ch>/<version>`` (what every publisher writes), so an
+    entry can neither leave the registry/cache nor land in another entry's directory; each file name
+    must be a plain relative path (:func:`zoo.checkpoint.check_relpath`) with a sha256 and a size.
+    """
+    what = f"{where}: {name} ch_mul={ch} version {version}"
+    if not isinstance(record, dict):
+        raise ZooError(f"{what}: the record is not a mapping")
+    try:
+        expected = entry_path(check_name(name), ch, check_version(version))
+    except (ZooError, ValueError, TypeError, ZeroDivisionError) as exc:
+        raise ZooError(f"{what}: bad entry key ({exc})") from None
+    if record.get("path") != expected:
+        raise ZooError(f"{what}: path {record.get('path')!r} is not {expected!r}; refusing the entry")
+    files = record.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ZooError(f"{what}: no 'files' mapping")
+    for rel, info in files.items():
+        check_relpath(rel, f"{what}: file name")
+        check_file_record(info, f"{what}: file {rel!r}")
+    if not isinstance(record.get("metadata", {}), dict):
+        raise ZooError(f"{what}: 'metadata' is not a mapping")
+    return record
+
+
+def check_entry(ref: "EntryRef", where: str = "registry") -> "EntryRef":
+    """The same checks for a resolved entry, done again right before its files are fetched or read."""
+    check_record(ref.name, ref.ch_mul, ref.version, ref.record, where)
+    return ref
 
 
 @dataclass(frozen=True)
@@ -268,17 +321,20 @@ def set_alias(index: dict[str, Any], name: str, ch_mul: ChMul, alias: str, versi
 
 
 # --------------------------------------------------------------------------------------- file hashing
-def verify_files(directory: Path, files: dict[str, dict[str, Any]]) -> list[str]:
-    """Problems (missing / size / sha256 mismatch), one line per file, of ``directory`` against ``files``."""
+def verify_files(directory: Path, files: dict[str, dict[str, Any]], follow_symlinks: bool = False) -> list[str]:
+    """Problems (missing / size / sha256 mismatch / not a regular file), one line per file, of ``directory``
+    against ``files``.  Files are opened only as regular files inside ``directory``
+    (:func:`zoo.checkpoint.open_regular`); ``follow_symlinks`` allows a final symlink (the HF cache)."""
     problems = []
     for rel, info in sorted(files.items()):
-        p = Path(directory) / rel
-        if not p.is_file():
-            problems.append(f"{rel}: missing")
-        elif p.stat().st_size != info["size"]:
-            problems.append(f"{rel}: size {p.stat().st_size} != {info['size']} (truncated or modified)")
-        elif sha256_file(p) != info["sha256"]:
-            problems.append(f"{rel}: sha256 mismatch (corrupted or tampered with)")
+        try:
+            check_relpath(rel, "file name")
+        except ZooError as exc:
+            problems.append(str(exc))
+            continue
+        problem = file_problem(directory, rel, info, follow_symlinks=follow_symlinks)
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 
@@ -289,14 +345,41 @@ def require_verified(directory: Path, ref: EntryRef) -> Path:
     return Path(directory)
 
 
-def hash_tree(directory: Path) -> dict[str, dict[str, Any]]:
-    """{relative posix path: {sha256, size}} of every regular file under ``directory`` (dotfiles skipped)."""
+def walk_tree(directory: Path) -> dict[str, str]:
+    """{relative posix path: kind} of everything under ``directory`` (dotfiles skipped), symlinks not followed.
+
+    kind is "file" for a regular file, else what it is ("a symlink", "a FIFO", ...), so that callers can
+    refuse or report what they must never read.
+    """
     directory = Path(directory)
     out = {}
-    for p in sorted(directory.rglob("*")):
-        rel = p.relative_to(directory)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out[rel.as_posix()] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+    for root, dirs, names in os.walk(directory, followlinks=False):
+        rel_root = Path(root).relative_to(directory)
+        for name in sorted(dirs):  # a symlink to a directory is listed, never descended into
+            if not name.startswith(".") and os.path.islink(os.path.join(root, name)):
+                out[(rel_root / name).as_posix()] = "a symlink"
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            mode = os.lstat(os.path.join(root, name)).st_mode
+            out[(rel_root / name).as_posix()] = "file" if stat.S_ISREG(mode) else file_kind(mode)
+    return dict(sorted(out.items()))
+
+
+def hash_tree(directory: Path) -> dict[str, dict[str, Any]]:
+    """{relative posix path: {sha256, size}} of every regular file under ``directory`` (dotfiles skipped).
+
+    Symlinks and special files are refused (ZooError): what a publisher hashes is what it uploads, and
+    a symlink's target (or a FIFO) must never become part of an entry.
+    """
+    directory = Path(directory)
+    out = {}
+    for rel, kind in walk_tree(directory).items():
+        if kind != "file":
+            raise ZooError(f"{directory / rel}: {kind}; an entry holds regular files only")
+        p = directory / rel
+        out[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
     return out
 
 

@@ -25,7 +25,7 @@ import os
 
 from zoo.errors import ZooError
 from zoo.runtime.base import (EXPORT_FILE, FORMAT, BatchRange, ExportedGenerator, ModuleGenerator, TensorSpec,
-                              is_artifact, positive_int, read_export_json)
+                              is_artifact, model_file, positive_int, read_export_json)
 
 # back-end name (export.json "backend") -> module of this package that loads it
 RUNTIMES: dict[str, str] = {
@@ -55,5 +55,5 @@ def load_artifact(path: str | os.PathLike, device: str = "cpu", **kwargs) -> Exp
 __all__ = [
     "EXPORT_FILE", "FORMAT", "RUNTIMES", "BatchRange", "ExportedGenerator", "ModuleGenerator", "TensorSpec",
     "is_artifact",
-    "load_artifact", "positive_int", "read_export_json", "runtime_module",
+    "load_artifact", "model_file", "positive_int", "read_export_json", "runtime_module",
 ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import read_json
+from zoo.checkpoint import check_relpath, file_problem, read_json
 from zoo.errors import ZooError
 
 FORMAT = "ganzoo-export/1"
@@ -96,9 +96,33 @@ def read_export_json(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     if not meta_path.exists():
         raise ZooError(f"{directory}: not an export artifact (no {EXPORT_FILE})")
     meta = read_json(meta_path)
-    if meta.get("format") != FORMAT:
-        raise ZooError(f"{meta_path}: unsupported export format {meta.get('format')!r} (expected {FORMAT})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else f"a JSON {type(meta).__name__}"
+        raise ZooError(f"{meta_path}: unsupported export format {found!r} (expected {FORMAT})")
     return directory, meta
+
+
+def model_file(directory: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """The artifact's model file, checked before any runtime opens it.
+
+    export.json says which file to load, but it is only as trustworthy as whoever wrote the directory:
+    ``file`` must be a plain relative path to a regular file inside the artifact directory (no '..', no
+    absolute path, no symlinked directory on the way, never a FIFO or device) whose size and sha256 are the
+    ones export.json records (``zoo export`` always records them).  Otherwise ZooError: nothing outside
+    the artifact, and nothing unverified, is ever loaded.  The file itself may be a symlink because the
+    Hugging Face cache stores every file that way; its content is what the hash check reads.
+    """
+    directory = Path(directory)
+    where = directory / EXPORT_FILE
+    rel = check_relpath(meta.get("file"), f"{where}: 'file'")
+    info = {"sha256": meta.get("file_sha256"), "size": meta.get("file_size")}
+    if not isinstance(info["sha256"], str):
+        raise ZooError(f"{where} records no file_sha256 for {rel!r}, so the model file cannot be verified; "
+                       "export it again with `zoo export`")
+    problem = file_problem(directory, rel, info, follow_symlinks=True)
+    if problem is not None:
+        raise ZooError(f"{directory}/{problem} (checked against {EXPORT_FILE}); refusing to load it")
+    return directory / rel
 
 
 def is_artifact(path: str | os.PathLike) -> bool:
@@ -119,6 +143,7 @@ class ExportedGenerator:
     def __init__(self, path: str | os.PathLike, device: str = "cpu"):
         self.path, self.meta = read_export_json(path)
         self.device = device
+        self.model_file = model_file(self.path, self.meta)  # the only file a runtime may open
         model = self.meta["model"]
         self.z_dim, self.c_dim = model["z_dim"], model["c_dim"]
         self.img_resolution, self.img_channels = model["img_resolution"], model["img_channels"]

@@ -21,7 +21,7 @@ class CompiledGenerator(ModuleGenerator):
         if torch.device(device).type != built_for:
             raise ZooError(f"{self.path} was compiled for {built_for}; it cannot run on {device} "
                            f"(export it again with --device {torch.device(device).type})")
-        self.module = torch._inductor.aoti_load_package(str(self.path / self.meta["file"]))
+        self.module = torch._inductor.aoti_load_package(str(self.model_file))
 
 
 def load(path: str | os.PathLike, device: str = "cpu", **kwargs) -> CompiledGenerator:

@@ -51,7 +51,7 @@ class OnnxGenerator(ExportedGenerator):
         options.log_severity_level = 3
         if providers is None:
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.cuda else ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(self.path / self.meta["file"]), options, providers=providers)
+        self.session = ort.InferenceSession(str(self.model_file), options, providers=providers)
         self.providers = self.session.get_providers()
 
     def _run(self, feeds: dict) -> torch.Tensor:

@@ -39,7 +39,7 @@ class TrtGenerator(ModuleGenerator):
         if built and built != trt.__version__:
             raise ZooError(f"{self.path}: engine built with TensorRT {built}, this is TensorRT {trt.__version__}; "
                            "export it again on this machine")
-        self.module = torch_tensorrt.load(str(self.path / self.meta["file"])).module()
+        self.module = torch_tensorrt.load(str(self.model_file)).module()
 
 
 def load(path: str | os.PathLike, device: str = "cuda", **kwargs) -> TrtGenerator:

@@ -16,7 +16,7 @@ class TorchScriptGenerator(ModuleGenerator):
         super().__init__(path, device)
         with warnings.catch_warnings():  # "torch.jit.load is deprecated": we know, it is the legacy back-end
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.module = torch.jit.load(str(self.path / self.meta["file"]), map_location=device).eval()
+            self.module = torch.jit.load(str(self.model_file), map_location=device).eval()
 
 
 def load(path: str | os.PathLike, device: str = "cpu", **kwargs) -> TorchScriptGenerator:
