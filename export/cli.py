@@ -32,13 +32,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
 
 
+# Export verifies the artifact by running it at its batch sizes (and TensorRT builds a profile for MAX):
+# beyond this a batch is a typo that would end in an allocation failure deep inside a backend.
+MAX_EXPORT_BATCH = 2**16
+
+
 def parse_batch_args(batch: str | None, dynamic_batch: str | None) -> BatchRange:
     if batch is not None:
         text = str(batch).strip()
-        if not text.isdigit() or int(text) < 1:
-            raise ZooError(f"bad --batch {batch!r}: give one positive batch size (or --dynamic-batch MIN:OPT:MAX)")
+        # ASCII digits only: str.isdigit() also accepts '²' or '٣', which int() then rejects or reads
+        if not (text.isascii() and text.isdigit() and len(text) <= 6) or not 1 <= int(text) <= MAX_EXPORT_BATCH:
+            raise ZooError(f"bad --batch {batch!r:.80}: give one batch size in [1, {MAX_EXPORT_BATCH}] "
+                           "(or --dynamic-batch MIN:OPT:MAX)")
         return BatchRange.static(int(text))
-    return BatchRange.parse(dynamic_batch or "1:8:64")
+    rng = BatchRange.parse(dynamic_batch or "1:8:64")
+    if rng.max > MAX_EXPORT_BATCH:
+        raise ZooError(f"bad --dynamic-batch {dynamic_batch!r:.80}: MAX must be <= {MAX_EXPORT_BATCH}")
+    return rng
 
 
 def run(args) -> int:
@@ -48,6 +58,9 @@ def run(args) -> int:
     backend = check_backend(args.backend)
     dtype = check_dtype(args.dtype or ("fp16" if backend == "tensorrt" else "fp32"))
     batch = parse_batch_args(args.batch, args.dynamic_batch)
+    if args.truncation_cutoff is not None and not 0 <= args.truncation_cutoff <= 64:
+        # a count of ws (StyleGAN2: at most 18 at 1024 px) or z chunks (BigGAN: at most 7)
+        raise ZooError(f"bad --truncation-cutoff {args.truncation_cutoff}: give a layer count in [0, 64]")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise ZooError(f"bad --device {args.device!r}: use cpu or cuda")
     backend_module(backend).check_available(device=args.device, dtype=dtype)  # fail before loading weights

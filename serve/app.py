@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ZooError, require
+from zoo.sample import MAX_SEED, check_class, parse_truncation
 from zoo.widths import format_ch_mul, parse_ch_mul
 
 MAX_IMAGES_PER_REQUEST = 64
@@ -116,9 +117,10 @@ def render(served: Served, seed: int, n: int, truncation: float, label: int | No
     from zoo.images import class_inputs, seeded_latents
 
     G = served.G
-    z = seeded_latents(G, list(range(seed, seed + n)))
     if G.c_dim and label is None:
         raise ZooError(f"{served.model} is class-conditional: pass class=0..{G.c_dim - 1}")
+    check_class(label, G.c_dim)  # before torch sees it: class=10**30 would be an overflow (a 500)
+    z = seeded_latents(G, list(range(seed, seed + n)))
     c = class_inputs(G, [label] * n) if G.c_dim else None
     with torch.inference_mode():
         return G(z, c, truncation_psi=truncation, noise_mode="const")
@@ -128,6 +130,8 @@ def create_app(checkpoints: dict[str, str] | None = None, registry: str | None =
                device: str = "cpu"):
     """The FastAPI application (needs the ``serve`` extra)."""
     fastapi = require("fastapi", "serve", "the HTTP server")
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
 
     app = fastapi.FastAPI(title="ganzoo", description="DGL-GAN compressed generators")
@@ -136,6 +140,15 @@ def create_app(checkpoints: dict[str, str] | None = None, registry: str | None =
 
     def error(status: int, message: str):
         return JSONResponse(status_code=status, content={"error": message})
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request, exc: RequestValidationError):
+        # FastAPI's own 422 (a missing or non-numeric parameter) in this API's error shape; ``detail`` kept
+        # for clients of FastAPI's default body
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+                             for e in exc.errors())
+        return JSONResponse(status_code=422, content={"error": f"invalid request: {problems}"[:500],
+                                                      "detail": jsonable_encoder(exc.errors())})
 
     @app.get("/healthz")
     def healthz():
@@ -157,13 +170,19 @@ def create_app(checkpoints: dict[str, str] | None = None, registry: str | None =
             return error(400, f"n must be in [1, {MAX_IMAGES_PER_REQUEST}], got {n}")
         if seed < 0 or format not in ("png", "npy"):
             return error(400, "seed must be >= 0 and format 'png' or 'npy'")
+        if seed + n - 1 > MAX_SEED:
+            return error(400, f"seeds seed .. seed+n-1 must be in [0, {MAX_SEED}], got seed={seed!r:.40}, n={n}")
+        try:
+            psi = parse_truncation(truncation)
+        except ValueError as exc:
+            return error(400, str(exc))
         try:
             served = cache.get(model, width, version)
         except (ZooError, ValueError, FileNotFoundError, KeyError) as exc:
             return error(404, str(exc.args[0] if isinstance(exc, KeyError) else exc))
         started = time.perf_counter()
         try:
-            images = render(served, seed, n, truncation, label)
+            images = render(served, seed, n, psi, label)
         except (ZooError, ValueError) as exc:
             return error(400, str(exc))
         elapsed_ms = (time.perf_counter() - started) * 1000

@@ -45,7 +45,10 @@ def test_generate_npy_is_deterministic_per_seed(client):
 
     a, b = images(5, 2), images(6, 1)
     assert a.shape == (2, 16, 16, 3) and a.dtype == np.uint8
-    assert np.array_equal(a[1], b[0])  # image i depends only on its seed
+    # image i depends only on its seed.  Not bit for bit: batch 2 and batch 1 may take different kernel
+    # paths (row in a vector tile vs in the tail; ~1e-7 apart in float), and a value that lands on a rounding
+    # boundary of the uint8 conversion then moves by one level.  A wrong seed would change almost every pixel.
+    assert np.abs(a[1].astype(int) - b[0].astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("params,status,fragment", [

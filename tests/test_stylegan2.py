@@ -97,6 +97,7 @@ def test_const_noise_is_deterministic_and_random_noise_is_not(tiny_G):
         if hasattr(layer, "noise_strength"):
             layer.noise_strength.data.fill_(0.5)
     z = torch.randn(2, 32)
+    # bit-exact: the same call twice in one process (same kernels, same input); 'const' adds no randomness
     assert torch.equal(tiny_G(z, noise_mode="const"), tiny_G(z, noise_mode="const"))
     assert not torch.equal(tiny_G(z, noise_mode="random"), tiny_G(z, noise_mode="random"))
     assert not torch.equal(tiny_G(z, noise_mode="none"), tiny_G(z, noise_mode="const"))
@@ -125,6 +126,7 @@ def test_mapping_and_synthesis_compose_for_style_mixing(tiny_G):
     z = torch.randn(2, 32)
     ws = tiny_G.mapping(z)
     assert ws.shape == (2, tiny_G.num_ws, 32)
+    # bit-exact: G(z) is synthesis(mapping(z)), the same ops on the same bits in this process
     assert torch.equal(tiny_G.synthesis(ws), tiny_G(z))
     mixed = ws.clone()
     mixed[:, 3:] = ws.flip(0)[:, 3:]
@@ -134,7 +136,7 @@ def test_mapping_and_synthesis_compose_for_style_mixing(tiny_G):
 def test_w_avg_tracks_only_when_asked(tiny_G):
     before = tiny_G.mapping.w_avg.clone()
     tiny_G(torch.randn(4, 32))
-    assert torch.equal(before, tiny_G.mapping.w_avg)
+    assert torch.equal(before, tiny_G.mapping.w_avg)  # untouched, not recomputed: exact
     tiny_G(torch.randn(4, 32), update_emas=True)
     assert not torch.equal(before, tiny_G.mapping.w_avg)
 

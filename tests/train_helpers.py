@@ -78,6 +78,11 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Bit-for-bit equality, on purpose: it compares runs made *in one test process* (resume vs
+    uninterrupted, lambda = 0 vs baseline, a fork vs its source, a file before vs after), which execute the
+    same ops on the same shapes and identically seeded inputs with the same kernels, so any difference is a
+    real change of behaviour, on any CPU.  Runs in different processes or with different batch layouts
+    must compare within a tolerance instead (tests/test_train_process.py)."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
