@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(fonts-noto-color-emoji unicode-data dataset-fashion-mnist)
+# chromium + chromium-driver: tests/test_report.py opens the HTML report of `zoo compare` in headless Chromium
+APT_PACKAGES=(fonts-noto-color-emoji unicode-data dataset-fashion-mnist chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

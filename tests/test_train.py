@@ -75,7 +75,7 @@ def test_paper_presets_are_the_papers_settings():
     assert (church.g_lr, church.d_lr, church.betas, church.r1_interval, church.pl_interval) == (
         0.002, 0.002, (0.0, 0.99), 16, 4)
     imagenet = get_train_config("biggan-imagenet", "paper", "1/3")
-    assert imagenet.stage1_kimg == 100_000 and imagenet.stage2_kimg is None  # until divergence
+    assert imagenet.stage1_kimg == 204_800 and imagenet.stage2_kimg is None  # 100000 iterations; until divergence
     assert (imagenet.batch, imagenet.batch_gpu, imagenet.g_lr, imagenet.d_lr, imagenet.betas, imagenet.eps) == (
         2048, 256, 1e-4, 4e-4, (0.0, 0.999), 1e-6)
     assert imagenet.ema_decay == 0.9999 and imagenet.r1_gamma == 0 and imagenet.metrics == ("fid",)

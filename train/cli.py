@@ -12,9 +12,73 @@ dataset, output directory) before any training starts.  See docs/training.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 from pathlib import Path
 
 from zoo.errors import ZooError
+
+# Bounds of the numeric flags, checked before anything is built.  Past them a value is a typo or an
+# attack, not a run: kimg beyond 1e9 (10**12 images, ~3,500x the longest run of the paper, the 282,624-kimg
+# BigGAN teacher) and non-finite values turn into OverflowErrors in int(kimg * 1000) mid-training; lambda
+# is 0.1 in the paper (1000x that already makes the teacher term swamp Adv(G, D)); batch sizes and
+# intervals beyond 2**20 exhaust memory or never fire; seeds feed numpy's SeedSequence and torch's
+# manual_seed, which take non-negative 64-bit values.
+MAX_KIMG = 1e9
+MAX_LAMBDA = 1e3
+MAX_COUNT = 2**20
+MAX_SEED = 2**63 - 1
+
+
+def _num(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _check_number(flag: str, value, lo: float, hi: float, integer: bool = False):
+    """``value`` unchanged when it is None or a finite number (an int if ``integer``) in [lo, hi]; else a
+    one-line ZooError."""
+    if value is None:
+        return None
+    kinds = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not
+                                                                    math.isfinite(value)) or not lo <= value <= hi:
+        what = "an integer" if integer else "a finite number"
+        raise ZooError(f"{flag} must be {what} in [{_num(lo)}, {_num(hi)}], got {value!r:.80}")
+    return value
+
+
+def check_numeric_args(args) -> None:
+    """Every numeric flag of ``zoo train`` in range (nan, inf and absurd values are one-line errors)."""
+    for flag, value in (("--stage1-kimg", args.stage1_kimg), ("--stop-at-kimg", args.stop_at_kimg)):
+        _check_number(flag, value, 0, MAX_KIMG)
+    _check_number("--lambda", args.lam, 0, MAX_LAMBDA)
+    for flag, value in (("--batch", args.batch), ("--batch-gpu", args.batch_gpu),
+                        ("--dgl-interval", args.dgl_interval)):
+        _check_number(flag, value, 1, MAX_COUNT, integer=True)
+    _check_number("--seed", args.seed, 0, MAX_SEED, integer=True)
+
+
+def check_config_numbers(cfg) -> None:
+    """No setting of the final training config (flags and ``--set`` values alike) is nan or infinite, and
+    the schedule fits MAX_KIMG."""
+    def walk(name, value):
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                walk(f"{name}.{f.name}", getattr(value, f.name))
+        elif isinstance(value, (tuple, list)):
+            for i, v in enumerate(value):
+                walk(f"{name}[{i}]", v)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ZooError(f"training setting {name} must be finite, got {value!r}")
+
+    for f in dataclasses.fields(cfg):
+        walk(f.name, getattr(cfg, f.name))
+    for name in ("stage1_kimg", "stage2_kimg", "teacher_kimg"):
+        _check_number(f"training setting {name}", getattr(cfg, name), 0, MAX_KIMG)
+    _check_number("training setting divergence.max_kimg", cfg.divergence.max_kimg, 0, MAX_KIMG)
+    _check_number("training setting lam", cfg.lam, 0, MAX_LAMBDA)
+    for name in ("batch", "batch_gpu", "dgl_interval"):
+        _check_number(f"training setting {name}", getattr(cfg, name), 1, MAX_COUNT, integer=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,9 +182,13 @@ def make_evaluator(names: tuple[str, ...], dataset, config: str):
         return None
 
     def evaluator(G, metric_names, device):
-        results = evaluate(G, dataset, metrics=metric_names, device=device)["metrics"]
-        return {name: _scalar(value) for name, value in results.items() if _scalar(value) is not None}
+        from train.metrics.evaluation import provenance
 
+        result = evaluate(G, dataset, metrics=metric_names, device=device)
+        evaluator.info = provenance(result)  # n, data sha256, feature net...: summary.json "metrics_info"
+        return {name: _scalar(value) for name, value in result["metrics"].items() if _scalar(value) is not None}
+
+    evaluator.info = None
     return evaluator
 
 
@@ -137,19 +205,22 @@ def build_spec(args):
     """Validate every input and return a ``train.loop.RunSpec`` (no training, no writes)."""
     from train.config import get_train_config, parse_assignments
     from train.loop import RunSpec, check_dataset
-    from train.state import find_state
+    from train.runlock import LOCK_FILE
+    from train.state import find_state, resume_state
     from train.teacher import resolve_teacher
     from zoo.models import get_config, get_spec
     from zoo.widths import format_ch_mul, parse_ch_mul
 
     get_spec(args.config)
     ch_mul = format_ch_mul(parse_ch_mul(args.ch_mul))
+    check_numeric_args(args)
     overrides = parse_assignments(args.settings)
     if args.stage1_kimg is not None:
         overrides["stage1_kimg"] = args.stage1_kimg
     stage2 = _float_or_divergence(args.stage2_kimg)
     if stage2 is not None:
-        overrides["stage2_kimg"] = None if stage2 == "divergence" else stage2
+        overrides["stage2_kimg"] = None if stage2 == "divergence" else _check_number("--stage2-kimg", stage2, 0,
+                                                                                      MAX_KIMG)
     if args.lam is not None:
         if args.baseline:
             raise ZooError("--lambda and --baseline contradict each other (a baseline has lambda = 0)")
@@ -163,8 +234,15 @@ def build_spec(args):
     if args.metrics is not None:
         overrides["metrics"] = () if args.metrics.strip().lower() in ("", "none") else tuple(
             m.strip() for m in args.metrics.split(",") if m.strip())
-    cfg = get_train_config(args.config, args.preset, ch_mul, **overrides)
-    arch = get_config(args.config, ch_mul, **parse_assignments(args.arch))
+    try:  # a --set / --arch value of the wrong type fails a comparison deep inside: say which flag
+        cfg = get_train_config(args.config, args.preset, ch_mul, **overrides)
+    except (TypeError, OverflowError) as exc:
+        raise ZooError(f"bad --set value ({exc})") from None
+    check_config_numbers(cfg)
+    try:
+        arch = get_config(args.config, ch_mul, **parse_assignments(args.arch))
+    except (TypeError, OverflowError) as exc:
+        raise ZooError(f"bad --arch value ({exc})") from None
 
     # which run is this: DGL student, baseline student, or teacher / plain GAN
     if args.baseline:
@@ -183,7 +261,10 @@ def build_spec(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ZooError(f"--out {out} exists and is not a directory")
-    if not args.resume and out.is_dir() and any(out.iterdir()):
+    if args.resume and args.stage1_from is None and resume_state(out) is None:
+        # never silently start over: a lost or mistyped run directory must not become a fresh run at 0
+        raise ZooError(f"--resume: no saved training state in {out} (start the run without --resume)")
+    if not args.resume and out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
         hint = "pass --resume to continue it" if find_state(out) else "choose another --out or empty it"
         raise ZooError(f"--out {out} already holds files ({hint})")
     stage1_from = Path(args.stage1_from) if args.stage1_from else None

@@ -23,12 +23,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from zoo.widths import format_ch_mul, parse_ch_mul
 
 PRESETS = ("demo", "study", "paper")
+STAGE2_OPTIMIZER = ("restart", "continue")
+# settings that only shape stage II: a run without one (S = 0) ignores them when it resumes
+STAGE2_ONLY_SETTINGS = frozenset({"lam", "dgl_interval", "stage2_optimizer"})
+# what a run saved before a setting existed did, so that it resumes as it started
+LEGACY_SETTINGS = {"stage2_optimizer": "continue"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,10 @@ class TrainConfig:
       dgl_interval:              k: Adv(G, D_bar) is added on every k-th generator step, weighted lambda * k
                                  (lazy, as StyleGAN2 treats R1).  1 = Algorithm 1 exactly (the paper);
                                  k > 1 divides the full-width teacher's cost in stage II by k.
+      stage2_optimizer:          'restart' (default): both Adam optimisers start afresh at the stage switch,
+                                 as in the authors' code, where stage II is a new run from the stage-I
+                                 weights (BigGAN-PyTorch resume with load_optim=False; TF StyleGAN2
+                                 pickles hold no optimiser state); 'continue': Algorithm 1 read as one loop.
       batch:                     global minibatch (real images per step, over all processes).
       batch_gpu:                 micro-batch per process and accumulation round (None = batch // world
                                  size); batch = batch_gpu x world size x rounds.
@@ -92,6 +102,7 @@ class TrainConfig:
     teacher_kimg: float
     lam: float = 0.1
     dgl_interval: int = 1
+    stage2_optimizer: str = "restart"
     batch: int = 32
     batch_gpu: Optional[int] = None
     # optimisers
@@ -142,6 +153,11 @@ class TrainConfig:
         def bad(msg):
             raise ValueError(f"training config {self.config}/{self.preset}: {msg}")
 
+        for f in dataclasses.fields(self):  # nan / inf from the Python API or --set (the CLI checks too)
+            value = getattr(self, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                bad(f"{f.name} must be finite, got {value!r}")
         if self.stage1_kimg < 0 or (self.stage2_kimg is not None and self.stage2_kimg < 0):
             bad("stage1_kimg and stage2_kimg must be >= 0")
         if self.teacher_kimg <= 0:
@@ -160,6 +176,8 @@ class TrainConfig:
             bad("set exactly one of ema_kimg (StyleGAN2 half-life) and ema_decay (BigGAN)")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             bad(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.stage2_optimizer not in STAGE2_OPTIMIZER:
+            bad(f"stage2_optimizer must be one of {', '.join(STAGE2_OPTIMIZER)}, got {self.stage2_optimizer!r}")
         if self.tick_kimg <= 0 or min(self.snapshot_ticks, self.image_ticks) < 1 or self.metric_ticks < 0:
             bad("tick_kimg must be > 0, snapshot_ticks and image_ticks >= 1, metric_ticks >= 0")
         if self.stage2_kimg is None and not self.metrics:
@@ -183,10 +201,16 @@ _SG2_PAPER = dict(batch=32, g_lr=0.002, d_lr=0.002, betas=(0.0, 0.99), eps=1e-8,
                   metric_ticks=10, metrics=("fid",))
 # BigGAN-PyTorch launch_BigGAN_bs256x8.sh: batch 256 x 8 accumulations, G 1e-4 / D 4e-4, betas (0, 0.999),
 # eps 1e-6, hinge, no R1, EMA 0.9999 from iteration 20000 (= 20000 x 2048 images).
+_BIGGAN_ITERATION_KIMG = 2048 / 1000
+# T = 100000 *iterations* of that batch (204,800 kimg), not 100000 kimg: the appendix gives T = 100000
+# with no unit, the authors' BigGAN code (a BigGAN-PyTorch fork) counts iterations (state_dict['itr'],
+# test_every, ema_start all in iterations), and section 4.2's "more than 200000 iterations" for a whole
+# DGL run is T plus a stage II that runs until divergence.  docs/training.md has the argument.
+_BIGGAN_T_ITERATIONS = 100_000
 _BIGGAN_OBJECTIVE = dict(betas=(0.0, 0.999), eps=1e-6, r1_gamma=0.0, pl_weight=0.0, style_mixing=0.0,
                          ema_kimg=None)
 _BIGGAN_PAPER = dict(_BIGGAN_OBJECTIVE, batch=2048, batch_gpu=256, g_lr=1e-4, d_lr=4e-4, ema_decay=0.9999,
-                     ema_start_kimg=20_000 * 2048 / 1000, teacher_kimg=138_000 * 2048 / 1000, lam=0.1,
+                     ema_start_kimg=20_000 * _BIGGAN_ITERATION_KIMG, teacher_kimg=138_000 * _BIGGAN_ITERATION_KIMG, lam=0.1,
                      tick_kimg=204.8, snapshot_ticks=10, image_ticks=5, metric_ticks=5, metrics=("fid",))
 
 
@@ -199,14 +223,22 @@ def _sg2_small(batch: int, resolution: int) -> dict[str, Any]:
 
 _BIGGAN_SMALL = dict(_BIGGAN_OBJECTIVE, g_lr=1e-4, d_lr=4e-4, ema_decay=0.999)
 
-# (config, preset) -> settings; stage2_kimg may be a {ch_mul: S} table (FFHQ: 45000 kimg at 1/8).
+# (config, preset) -> settings; stage1_kimg and stage2_kimg may be {ch_mul: kimg} tables.
 _TABLE: dict[tuple[str, str], dict[str, Any]] = {
     # ---- paper targets (section 4.1, 4.2, appendix A)
-    ("stylegan2-ffhq", "paper"): dict(_SG2_PAPER, stage1_kimg=15_000.0, xflip=True,
-                                      stage2_kimg={"1": 65_000.0, "1/2": 65_000.0, "1/4": 65_000.0,
+    # FFHQ: section 4.1 (T 15000, S 65000 at 1/2 and 1/4, 45000 at 1/8); width 1 with a teacher is the
+    # "uncompressed DGL-GAN" of section 4.3: stage I 0 -> 20000, stage II 20000 -> 30000 kimg.
+    ("stylegan2-ffhq", "paper"): dict(_SG2_PAPER, xflip=True,
+                                      stage1_kimg={"1": 20_000.0, "1/2": 15_000.0, "1/4": 15_000.0,
+                                                   "1/8": 15_000.0},
+                                      stage2_kimg={"1": 10_000.0, "1/2": 65_000.0, "1/4": 65_000.0,
                                                    "1/8": 45_000.0}),
-    ("stylegan2-church", "paper"): dict(_SG2_PAPER, stage1_kimg=15_000.0, stage2_kimg=30_000.0),
-    ("biggan-imagenet", "paper"): dict(_BIGGAN_PAPER, stage1_kimg=100_000.0, stage2_kimg=None),
+    # church: gamma 10 and no x-flip both from one source, the DGL-GAN authors' StyleGAN2 launcher
+    # (run_distillation.py: D_loss.gamma = 10 hard-coded, --mirror-augment default false, set true only in
+    # their FFHQ commands).  NVlabs' own church run differs (gamma 100); we follow the code behind the paper.
+    ("stylegan2-church", "paper"): dict(_SG2_PAPER, stage1_kimg=15_000.0, stage2_kimg=30_000.0, xflip=False),
+    ("biggan-imagenet", "paper"): dict(_BIGGAN_PAPER, stage1_kimg=_BIGGAN_T_ITERATIONS * _BIGGAN_ITERATION_KIMG,
+                                       stage2_kimg=None),
     # ---- embedded: minutes (demo) and an hour or two (study) on 2 CPU cores
     ("stylegan2-emoji", "demo"): dict(_sg2_small(16, 64), stage1_kimg=4.0, stage2_kimg=2.0, teacher_kimg=1.5,
                                       xflip=True, tick_kimg=0.5, snapshot_ticks=2, image_ticks=1,
@@ -258,9 +290,10 @@ def get_train_config(config: str, preset: str | None = None, ch_mul="1", **overr
     if (config, preset) not in _TABLE:
         raise ValueError(f"{config} has no {preset!r} training preset; presets: {', '.join(presets_of(config))}")
     values: dict[str, Any] = dict(_TABLE[config, preset])
-    s = values.get("stage2_kimg")
-    if isinstance(s, dict):
-        values["stage2_kimg"] = s[format_ch_mul(parse_ch_mul(ch_mul))]
+    width = format_ch_mul(parse_ch_mul(ch_mul))
+    for key in ("stage1_kimg", "stage2_kimg"):
+        if isinstance(values.get(key), dict):
+            values[key] = values[key][width]
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -32,12 +31,14 @@ import numpy as np
 import torch
 
 from train import distributed
-from train.config import TrainConfig
+from train.config import LEGACY_SETTINGS, STAGE2_ONLY_SETTINGS, TrainConfig
 from train.losses import OBJECTIVES, dgl_term, path_lengths, r1_penalty
+from train.runlock import lock_run
 from train.sources import RealSampler, dataset_info
-from train.state import find_state, load_state, read_counters, save_state
+from train.state import find_state, load_state, read_counters, resume_state, save_state
 from train.teacher import TeacherRef, num_classes, state_digest
 from train.tracking import NullTracker, Tracker, default_tracking_uri, read_log
+from zoo.environment import environment
 from zoo.errors import ZooError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -127,12 +128,23 @@ def ema_beta(cfg: TrainConfig, nimg: int) -> float:
     return 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
 
 
+# How G_ema treats buffers, per family, as each reference implementation does: StyleGAN2-ADA
+# (training_loop.py) averages parameters and copies buffers; BigGAN-PyTorch (utils.ema) averages every
+# state entry, so the EMA generator's BN running statistics and SN u vectors are averages too.
+EMA_AVERAGES_BUFFERS = {"stylegan2": False, "biggan": True}
+
+
 @torch.no_grad()
-def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
-    """G_ema <- beta * G_ema + (1 - beta) * G for parameters; buffers are copied (StyleGAN2-ADA)."""
+def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float, average_buffers: bool = False) -> None:
+    """G_ema <- beta * G_ema + (1 - beta) * G for parameters; floating buffers averaged the same way when
+    ``average_buffers`` (BigGAN-PyTorch), else copied (StyleGAN2-ADA)."""
     for p_ema, p in zip(G_ema.parameters(), G.parameters()):
         p_ema.copy_(p.lerp(p_ema, beta))
-    copy_buffers(G_ema, G)
+    if not average_buffers:
+        copy_buffers(G_ema, G)
+        return
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b.lerp(b_ema, beta) if b.is_floating_point() else b)
 
 
 @torch.no_grad()
@@ -191,16 +203,20 @@ class Stats:
 
 
 def git_commit() -> str | None:
-    """HEAD of the source tree (with '-dirty' when it has local changes), or None outside git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (sha + ("-dirty" if dirty else "")) if sha else None
+    """HEAD of the source tree (with '-dirty' when tracked files have local changes), or None outside git."""
+    from zoo.environment import git_state
+
+    git = git_state()
+    return (git["commit"] + ("-dirty" if git["dirty"] else "")) if git["commit"] else None
+
+
+def run_tags(spec: RunSpec, env: dict[str, Any]) -> dict[str, str]:
+    """MLflow tags that line runs up in its UI and in `zoo compare --experiment` (set again on resume)."""
+    return {"family": spec.arch.family, "config": spec.cfg.config, "preset": spec.cfg.preset,
+            "ch_mul": str(spec.arch.ch_mul), "method": spec.method, "seed": str(spec.seed),
+            "lambda": f"{spec.lam:g}", "dgl_interval": str(spec.cfg.dgl_interval),
+            "teacher": spec.teacher.d_sha256[:16] if spec.teacher else "none",
+            "hardware": env["hardware"]["fingerprint"]}
 
 
 def check_dataset(ds, arch, config: str) -> None:
@@ -252,6 +268,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     cfg, family, out = spec.cfg, spec.arch.family, Path(spec.out)
+    run_lock = lock_run(out) if dist.is_main else None  # held until this function returns  # noqa: F841
     objective = OBJECTIVES[family]
     n_classes = num_classes(spec.arch)
     batch_gpu = cfg.batch_gpu or cfg.batch // dist.world_size
@@ -279,18 +296,23 @@ def train(spec: RunSpec) -> dict[str, Any]:
     opt_D = make_adam(D, cfg.d_lr, cfg, cfg.r1_interval if cfg.r1_gamma > 0 else None)
     if D_bar is not None:
         frozen = {id(p) for p in D_bar.parameters()}
-        assert not any(id(p) in frozen for o in (opt_G, opt_D) for g in o.param_groups for p in g["params"])
+        # an explicit check, not an assert: it must hold under python -O too
+        if any(id(p) in frozen for o in (opt_G, opt_D) for g in o.param_groups for p in g["params"]):
+            raise ZooError("internal error: a teacher-discriminator parameter is in a student optimiser")
     scalers = {}
     if autocast_dtype == torch.float16:
         scalers = {"G": torch.amp.GradScaler("cuda"), "D": torch.amp.GradScaler("cuda")}
 
     # --- counters, resume
     counters: dict[str, Any] = dict(nimg=0, step=0, tick=0, stage=1, pl_mean=0.0, best_metric=None,
-                                    bad_evals=0, diverged=None, train_seconds=0.0, mlflow_run_id=None)
+                                    bad_evals=0, diverged=None, train_seconds=0.0, cpu_seconds=0.0,
+                                    mlflow_run_id=None)
     networks = {"G": G, "G_ema": G_ema, "D": D}
     optimizers = {"G": opt_G, "D": opt_D}
     settings = spec.settings()
-    state_dir = find_state(out) if spec.resume else None
+    state_dir = resume_state(out) if spec.resume else None  # cleans leftovers of killed saves
+    if spec.resume and state_dir is None and spec.stage1_from is None:
+        raise ZooError(f"resume: no saved training state in {out} (start the run without resume)")
     resumed_from, from_other_run = None, False
     if state_dir is None and spec.stage1_from is not None:
         state_dir, from_other_run = find_state(spec.stage1_from, STAGE1_STATE), True
@@ -299,8 +321,15 @@ def train(spec: RunSpec) -> dict[str, Any]:
                            "run with stage2_kimg > 0 reaches T)")
     if state_dir is not None:
         saved = read_counters(state_dir)
-        ignore = RESUMABLE_DIFFERENCES | ({"method", "lambda", "lam", "teacher_sha256"} if from_other_run else set())
-        diffs = _differences(saved.get("settings", {}), settings, ignore)
+        ignore = set(RESUMABLE_DIFFERENCES)
+        if from_other_run:  # stage I does not depend on what only stage II uses
+            ignore |= {"method", "lambda", "teacher_sha256", "stage2_kimg", "divergence"} | STAGE2_ONLY_SETTINGS
+        if cfg.stage2_kimg == 0:
+            ignore |= STAGE2_ONLY_SETTINGS
+        saved_settings = saved.get("settings", {})
+        if "train" in saved_settings:
+            saved_settings = {**saved_settings, "train": {**LEGACY_SETTINGS, **saved_settings["train"]}}
+        diffs = _differences(saved_settings, settings, ignore)
         if diffs:
             raise ZooError(f"cannot continue from {state_dir}: its run was started with different settings: "
                            + "; ".join(diffs[:8]))
@@ -312,30 +341,33 @@ def train(spec: RunSpec) -> dict[str, Any]:
             if key in restored.get("scalers", {}):
                 scaler.load_state_dict(restored["scalers"][key])
         if from_other_run:
-            counters.update(mlflow_run_id=None, train_seconds=0.0)
+            counters.update(mlflow_run_id=None, train_seconds=0.0, cpu_seconds=0.0)
         resumed_from = str(state_dir)
     for module in (G, D, G_ema):
         distributed.broadcast_module(dist, module)
 
     # --- tracking (rank 0 writes; the others log nothing)
+    env = environment(str(device))
     tracker: NullTracker = NullTracker()
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         uri = spec.tracking_uri if spec.tracking_uri is not None else default_tracking_uri(out)
         tracker = Tracker(out, tracking_uri=uri, experiment=spec.experiment or cfg.config, run_name=out.name,
                           run_id=counters["mlflow_run_id"],
-                          tags={"method": spec.method, "ch_mul": str(spec.arch.ch_mul), "config": cfg.config})
+                          tags=run_tags(spec, env))
         counters["mlflow_run_id"] = tracker.run_id
-        tracker.truncate(counters["nimg"])  # a resumed run re-does what came after its state
+        if resumed_from:
+            tracker.truncate(counters["nimg"])  # a resumed run re-does what came after its state
     params = {"config": cfg.config, "preset": cfg.preset, "method": spec.method, "ch_mul": str(spec.arch.ch_mul),
               "lambda": spec.lam, "T_kimg": cfg.stage1_kimg, "S_kimg": cfg.stage2_kimg, "seed": spec.seed,
               "teacher": spec.teacher.summary() if spec.teacher else None, "git_commit": git_commit(),
-              "world_size": dist.world_size, "batch_gpu": batch_gpu, "device": str(device),
+              "environment": env, "world_size": dist.world_size, "batch_gpu": batch_gpu, "device": str(device),
               "precision": spec.precision, "data": dataset_info(spec.dataset), "train": cfg.to_dict(),
               "arch": spec.arch.to_dict()}
     tracker.log_params(params)
     tracker.log_event("resume" if resumed_from else "start", nimg=counters["nimg"], source=resumed_from,
-                      world_size=dist.world_size)
+                      world_size=dist.world_size, git_commit=params["git_commit"],
+                      hardware=env["hardware"]["fingerprint"], packages_sha256=env["packages"]["sha256"])
 
     # --- data, fixed seeds for grids and the h-score monitor
     sampler = RealSampler(spec.dataset, spec.seed, cfg.xflip, device)
@@ -490,10 +522,14 @@ def train(spec: RunSpec) -> dict[str, Any]:
             "S_kimg": cfg.stage2_kimg, "kimg": counters["nimg"] / 1000, "seed": spec.seed, "batch": cfg.batch,
             "teacher": spec.teacher.summary() if spec.teacher else None,
             "teacher_D_unchanged": (state_digest(D_bar) == teacher_digest) if D_bar is not None else None,
-            "git_commit": params["git_commit"], "data": params["data"],
+            "git_commit": params["git_commit"], "environment": env, "data": params["data"],
             "mlflow": {"run_id": tracker.run_id, "tracking_uri": tracker.tracking_uri} if tracker.run_id else None,
-            "metrics": metrics_block(metrics), "diverged": counters["diverged"],
-            "train_seconds": round(counters["train_seconds"], 1), "world_size": dist.world_size,
+            "metrics": metrics_block(metrics), "metrics_info": getattr(spec.evaluator, "info", None),
+            "diverged": counters["diverged"],
+            "train_seconds": round(counters["train_seconds"], 1),
+            # CPU time of this process (all its threads) in training steps: the honest CPU-hours on a
+            # shared machine, where wall time also counts other processes and paused periods
+            "cpu_seconds": round(counters["cpu_seconds"], 1), "world_size": dist.world_size,
             "device": str(device), "precision": spec.precision, "resumed": resumed_from is not None,
             "stage1_from": str(spec.stage1_from) if from_other_run else None,
         }
@@ -524,6 +560,9 @@ def train(spec: RunSpec) -> dict[str, Any]:
         if T > 0 and dist.is_main:
             snapshot(STAGE1_STATE)
         state["stage"] = counters["stage"] = 2
+        if cfg.stage2_optimizer == "restart":  # fresh Adam moments for stage II (TrainConfig says why)
+            for opt in (opt_G, opt_D):
+                opt.state.clear()
         tracker.log_event("stage2", nimg=nimg, kimg=nimg / 1000, **{"lambda": spec.lam})
         lazy = f" every {cfg.dgl_interval} G steps" if cfg.dgl_interval > 1 else ""
         say(f"stage II from {nimg / 1000:g} kimg: G loss += {spec.lam * cfg.dgl_interval:g} * Adv(G, D_bar){lazy}"
@@ -536,7 +575,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
         nimg, step = counters["nimg"], counters["step"]
         state["step"] = step
         maybe_switch_stage()  # T = 0 (DGL from scratch) or a --stage1-from start at T
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         micro = []
         for m in my_micro:
             real, labels = sampler.batch(step * cfg.batch + m * batch_gpu, batch_gpu)
@@ -548,7 +587,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
             mean_target = distributed.all_sum(dist, torch.stack(pl_targets).sum().reshape(1)) / n_micro
             counters["pl_mean"] = float(mean_target)
             pl_targets.clear()
-        update_ema(G_ema, G, ema_beta(cfg, nimg))
+        update_ema(G_ema, G, ema_beta(cfg, nimg), EMA_AVERAGES_BUFFERS[family])
         counters["nimg"] = nimg + cfg.batch
         counters["step"] = step + 1
         if device.type == "cuda":
@@ -556,6 +595,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
         dt = time.perf_counter() - t0
         tick_train_seconds += dt
         counters["train_seconds"] += dt
+        counters["cpu_seconds"] += time.process_time() - cpu0
         if progress is not None:
             progress.update(cfg.batch / 1000)
             progress.set_postfix_str(f"stage {state['stage']}, {cfg.batch / dt:.1f} img/s", refresh=False)
@@ -570,7 +610,8 @@ def train(spec: RunSpec) -> dict[str, Any]:
         tick = counters["tick"]
         distributed.average_buffers(dist, G)
         distributed.average_buffers(dist, D)
-        copy_buffers(G_ema, G)
+        if not EMA_AVERAGES_BUFFERS[family]:
+            copy_buffers(G_ema, G)  # the ranks' averaged buffers (StyleGAN2-ADA's rule)
         losses = stats.reduce(dist, ["loss/G_adv", "loss/G_dgl", "loss/G_pl", "loss/D_adv", "loss/D_r1",
                                      "score/D_real_train", "score/D_fake_train"])
         img_per_s = (nimg - tick_start_nimg) / max(tick_train_seconds, 1e-9)

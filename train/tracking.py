@@ -13,6 +13,7 @@ Only the main process (rank 0) constructs a :class:`Tracker`; the others use :cl
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -73,6 +74,24 @@ class NullTracker:
     def close(self, status: str = "FINISHED") -> None: ...
 
 
+@contextlib.contextmanager
+def _sqlite_lock(uri: str):
+    """An exclusive lock beside a ``sqlite:///PATH`` store (``PATH.lock``); a no-op for other URIs."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Tracker(NullTracker):
     """Rank 0's log: ``log.jsonl`` in the run directory, mirrored to MLflow when enabled."""
 
@@ -98,20 +117,25 @@ class Tracker(NullTracker):
             return
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        client = MlflowClient(tracking_uri=uri)
-        if run_id is not None:
-            client.get_run(run_id)  # raises if the store lost it
-            client.update_run(run_id, status="RUNNING")
-        else:
-            exp = client.get_experiment_by_name(experiment)
-            if exp is None:
-                location = None
-                if uri.startswith("sqlite:///"):
-                    location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
-                exp_id = client.create_experiment(experiment, artifact_location=location)
+        # two runs starting at once on a new SQLite store would both create its tables (and one dies with
+        # "table experiments already exists"): serialise store creation and experiment lookup per file
+        with _sqlite_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            if run_id is not None:
+                client.get_run(run_id)  # raises if the store lost it
+                client.update_run(run_id, status="RUNNING")
+                for key, value in tags.items():  # runs started before a tag existed get it on resume
+                    client.set_tag(run_id, key, value)
             else:
-                exp_id = exp.experiment_id
-            run_id = client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+                exp = client.get_experiment_by_name(experiment)
+                if exp is None:
+                    location = None
+                    if uri.startswith("sqlite:///"):
+                        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+                    exp_id = client.create_experiment(experiment, artifact_location=location)
+                else:
+                    exp_id = exp.experiment_id
+                run_id = client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
         self.client, self.run_id, self.tracking_uri = client, run_id, uri
 
     # ------------------------------------------------------------------ logging

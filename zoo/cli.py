@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help).  The module is imported only when the command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train.cli", "train a teacher, a DGL-GAN student or a baseline student"),
+    "sweep": ("train.sweep", "run a study: teacher, DGL-GAN students and paired baselines, resumably"),
     "eval": ("train.metrics.cli", "image-quality metrics of a generator or image folder against a dataset"),
     "data": ("train.data.cli", "build the embedded datasets or import your own images"),
     "sample": ("zoo.sample", "generate an image grid from a named config, checkpoint or zoo entry"),
@@ -25,7 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("zoo.registry.cli", "full metadata of one registry entry"),
     "alias": ("zoo.registry.cli", "point an alias (stable, ...) at a version"),
     "verify": ("zoo.registry.cli", "re-hash registry files and report tampered or missing ones"),
-    "compare": ("zoo.registry.cli", "compare the widths of one model side by side"),
+    "compare": ("train.compare", "compare the widths of one registry model, or training runs (MLflow or run "
+                "directories): DGL-GAN vs Baseline tables, HTML report"),
     "serve": ("serve.cli", "serve generators over HTTP"),
 }
 
@@ -68,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments(parser)
         runner = module.run
     args = parser.parse_args(argv[1:])
+    for action in parser._actions:
+        # argparse (Python 3.11 here) drops an option value that is exactly '--' (`--seeds=--`) and stores an
+        # empty list where every command expects one string or number: make that the usual usage error
+        if isinstance(action, argparse._StoreAction) and action.nargs is None \
+                and isinstance(getattr(args, action.dest, None), list):
+            parser.error(f"argument {'/'.join(action.option_strings) or action.dest}: expected one value")
     try:
         return int(runner(args) or 0)
     except (ZooError, ValueError, FileNotFoundError, KeyError) as exc:

@@ -360,12 +360,30 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
     return result
 
 
+def provenance(result: dict[str, Any]) -> dict[str, Any]:
+    """How the numbers of an :func:`evaluate` result were computed: what must be equal before two results
+    may share a column (``zoo compare`` checks it).  The training loop stores it as ``metrics_info``."""
+    real, fake = result.get("real") or {}, result.get("fake") or {}
+    net, inception = result.get("feature_net"), result.get("inception")
+    settings = result.get("settings") or {}
+    return {
+        "n": result.get("n"), "n_real": real.get("n"), "seed": result.get("seed"),
+        "real": {k: real.get(k) for k in ("name", "sha256", "count", "resolution", "channels")},
+        "feature_net": {k: net.get(k) for k in ("net", "weights_sha256", "input_resolution")} if net else None,
+        "inception": {k: inception.get(k) for k in ("sha256", "standard")} if inception else None,
+        "truncation_psi": fake.get("truncation_psi"),
+        "settings": {k: settings.get(k) for k in ("kid_subsets", "kid_subset_size", "pr_k", "swd_patches",
+                                                  "swd_directions", "swd_repeats", "is_splits")},
+    }
+
+
 def make_evaluator(real, *, n: int = 1024, seed: int = 0, batch_size: int = 64, **kwargs
                    ) -> Callable[[Any, list[str], Any], dict[str, float]]:
     """A ``(G, metric_names, device) -> {key: float}`` callable for a training loop.
 
     The real dataset is loaded once; each call evaluates ``G`` with the same n and seed (so the values of
     one run are comparable over time) and returns ``result["metrics"]`` (skipped metrics are absent).
+    After a call, ``evaluator.info`` is the :func:`provenance` of that evaluation.
     """
     from train.data.dataset import ImageDataset, load_dataset
 
@@ -374,8 +392,10 @@ def make_evaluator(real, *, n: int = 1024, seed: int = 0, batch_size: int = 64, 
     def evaluator(G, names, device=None) -> dict[str, float]:
         res = evaluate(G, dataset, names, n=n, seed=seed, batch_size=batch_size,
                        device=None if device is None else str(device), progress=False, **kwargs)
+        evaluator.info = provenance(res)
         return dict(res["metrics"])
 
+    evaluator.info = None
     return evaluator
 
 

@@ -1,0 +1,137 @@
+"""`zoo sweep`: a study expands into dependent runs, runs resumably, pairs each Baseline with its DGL run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from train_helpers import TINY_ARCH, SG2, weights
+
+TINY_SET = ["tick_kimg=0.008", "snapshot_ticks=1", "image_ticks=1000", "monitor_batch=8", "grid_size=4",
+            "metrics=[]", "batch=8"]
+
+
+def _sweep_file(tmp_path: Path, **changes) -> Path:
+    spec = {
+        "name": "tiny", "config": SG2, "preset": "demo", "experiment": "tiny-study", "root": str(tmp_path / "root"),
+        "data": {"spec": "random:32"}, "threads": 1,
+        "arch": [f"{k}={v}" for k, v in TINY_ARCH[SG2].items()], "set": TINY_SET,
+        "teacher": {"stage1_kimg": 0.016},
+        "students": {"ch_mul": ["1/2"], "seeds": [0, 1], "stage1_kimg": 0.016, "stage2_kimg": 0.016,
+                     "lambda": 0.1},
+        "variants": [{"name": "dgl-lazy4", "seeds": [0], "dgl_interval": 4}],
+    }
+    spec.update(changes)
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_a_sweep_expands_into_paired_runs(tmp_path):
+    from train.sweep import load_sweep
+
+    sweep = load_sweep(_sweep_file(tmp_path))
+    runs = sweep.by_name()
+    assert list(runs) == ["teacher", "1_2/dgl-s0", "1_2/baseline-s0", "1_2/dgl-lazy4-s0", "1_2/dgl-s1",
+                          "1_2/baseline-s1"]
+    teacher, dgl, base, lazy = (runs[n] for n in ["teacher", "1_2/dgl-s0", "1_2/baseline-s0", "1_2/dgl-lazy4-s0"])
+    assert "--stage2-kimg" in teacher.argv and teacher.argv[teacher.argv.index("--stage2-kimg") + 1] == "0"
+    assert dgl.after == ("teacher",) and dgl.needs.endswith("teacher/final/config.json")
+    assert base.fork_from == dgl.out and "--baseline" in base.argv and base.after == ("1_2/dgl-s0",)
+    assert lazy.fork_from == dgl.out and lazy.argv[lazy.argv.index("--dgl-interval") + 1] == "4"
+    # equal budgets: every student has the same T and S
+    for run in (dgl, base, lazy):
+        assert run.argv[run.argv.index("--stage1-kimg") + 1] == "0.016"
+        assert run.argv[run.argv.index("--stage2-kimg") + 1] == "0.016"
+    # one MLflow store and experiment for the whole sweep
+    assert all(f"sqlite:///{tmp_path / 'root' / 'mlruns.db'}" in r.argv and "tiny-study" in r.argv for r in runs.values())
+
+
+def test_bad_sweep_files_are_clear_errors(tmp_path):
+    from train.sweep import load_sweep
+    from zoo.errors import ZooError
+
+    bad = tmp_path / "bad.json"
+    for text, message in [("[1, 2]", "JSON object"), ("{", "sweep file"), ('{"config": "x"}', "missing or bad")]:
+        bad.write_text(text)
+        with pytest.raises(ZooError, match=message):
+            load_sweep(bad)
+
+
+def test_local_sweep_runs_resumes_and_skips_finished_runs(tmp_path):
+    """End to end on this machine: every run finishes; each Baseline starts from its DGL run's stage I
+    (identical weights at T); a second invocation starts nothing; the status table counts CPU time."""
+    from train.sweep import load_sweep, run_local, run_status, status_table
+
+    sweep = load_sweep(_sweep_file(tmp_path))
+    results = run_local(sweep, workers=2, poll_s=0.2, say=lambda *_: None)
+    assert results == {name: 0 for name in sweep.by_name()}, list((tmp_path / "root" / "logs").rglob("*.log"))
+    runs = sweep.by_name()
+    assert all(run_status(r)["status"] == "done" for r in runs.values())
+    for seed in (0, 1):
+        dgl, base = Path(runs[f"1_2/dgl-s{seed}"].out), Path(runs[f"1_2/baseline-s{seed}"].out)
+        base_summary = json.loads((base / "summary.json").read_text())
+        assert base_summary["method"] == "baseline" and base_summary["stage1_from"] == str(dgl)
+        # the fork is exact: the baseline's stage-I state is the DGL run's
+        stage1 = weights(dgl / "state_stage1" / "G.safetensors")
+        assert base_summary["kimg"] == pytest.approx(0.032)
+        assert set(stage1) == set(weights(base / "final" / "generator_raw.safetensors"))
+        dgl_summary = json.loads((dgl / "summary.json").read_text())
+        assert dgl_summary["lambda"] == 0.1 and dgl_summary["teacher"]["path"].endswith("teacher/final")
+    lazy = json.loads((Path(runs["1_2/dgl-lazy4-s0"].out) / "summary.json").read_text())
+    assert lazy["method"] == "dgl"
+    # a second run of the sweep has nothing to do
+    logs = sorted((tmp_path / "root" / "logs" / "tiny").glob("*.log"))
+    sizes = [p.stat().st_size for p in logs]
+    assert run_local(sweep, workers=2, poll_s=0.2, say=lambda *_: None) == results
+    assert [p.stat().st_size for p in logs] == sizes
+    rows, cpu_hours = status_table(sweep)
+    assert all(r["status"] == "done" for r in rows) and cpu_hours > 0
+
+
+def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):
+    from train.runlock import lock_run
+    from train.sweep import execute, load_sweep, run_status
+
+    sweep = load_sweep(_sweep_file(tmp_path))
+    teacher = sweep.by_name()["teacher"]
+    held = lock_run(teacher.out)
+    (Path(teacher.out) / "log.jsonl").write_text("{}\n")  # a live run before its first snapshot
+    assert run_status(teacher)["status"] == "running"
+    code = execute(teacher, tmp_path / "logs")
+    assert code != 0 and (Path(teacher.out) / "log.jsonl").exists()  # refused, and nothing was deleted
+    held.close()
+    assert run_status(teacher)["status"] == "ready"
+
+
+def test_plan_and_status_have_no_side_effects(tmp_path, capsys):
+    from zoo.cli import main
+
+    path = _sweep_file(tmp_path)
+    out = tmp_path / "root" / "runs" / SG2 / "teacher"
+    out.mkdir(parents=True)
+    (out / "log.jsonl").write_text("{}\n")
+    assert main(["sweep", "plan", str(path)]) == 0
+    assert main(["sweep", "status", str(path)]) == 0
+    assert (out / "log.jsonl").exists()
+    text = capsys.readouterr().out
+    assert "teacher" in text and "0/6 done" in text
+
+
+@pytest.mark.slow
+def test_ray_sweep(tmp_path):
+    """The same sweep as Ray tasks on a local Ray instance (dependencies as object refs)."""
+    ray = pytest.importorskip("ray")
+    from train.sweep import load_sweep, run_ray, run_status
+
+    sweep = load_sweep(_sweep_file(tmp_path, variants=[]))
+    try:
+        results = run_ray(sweep, None)
+    finally:
+        ray.shutdown()
+    assert results == {name: 0 for name in sweep.by_name()}
+    assert all(run_status(r)["status"] == "done" for r in sweep.runs)
+    assert torch.isfinite(torch.tensor(json.loads(
+        (Path(sweep.by_name()["1_2/baseline-s1"].out) / "summary.json").read_text())["kimg"]))

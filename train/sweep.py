@@ -1,0 +1,325 @@
+"""``zoo sweep``: a study's training runs, launched resumably into one MLflow experiment.
+
+A sweep file (JSON; the project's own are in ``studies/``) names a configuration, the teacher's length,
+the student widths, seeds and schedule, and optional variants.  It expands into runs that depend on
+each other:
+
+    teacher                      ch_mul 1, S = 0                          needs nothing
+    <w>/dgl-s<seed>              stage I, then stage II with lambda       needs teacher/final
+    <w>/baseline-s<seed>         lambda = 0, forked at T from the DGL run needs <w>/dgl-s<seed>/state_stage1
+    <w>/<variant>-s<seed>        e.g. the lazy teacher term, a lambda     needs <w>/dgl-s<seed>/state_stage1
+
+so every Baseline shares its DGL run's stage I bit for bit (the paired comparison), and budgets are equal
+by construction (same T + S).  Each run is one ``zoo train`` process; running the sweep again resumes
+unfinished runs (``--resume``) and skips finished ones, so a sweep survives being killed at any moment
+(it loses at most one snapshot interval per run).
+
+Executors: ``local`` (default): N worker processes on this machine, each run pinned to ``threads`` cores;
+``--ray [ADDRESS]``: every run a Ray task (``num_cpus = threads``) whose dependencies are the upstream
+tasks, on a local Ray instance or an existing cluster (the sweep root must then be on a shared
+filesystem).  The tables come from the MLflow runs: ``zoo compare --experiment NAME``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from train.runlock import LOCK_FILE, is_locked, lock_run
+from zoo.errors import ZooError
+
+TEACHER = "teacher"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``zoo train`` invocation of a sweep and what it waits for."""
+
+    name: str                              # e.g. "1_2/dgl-s0"
+    out: str                               # run directory
+    argv: tuple[str, ...]                  # zoo train arguments without --resume / --stage1-from
+    needs: Optional[str] = None            # a file that must exist before the run can start
+    fork_from: Optional[str] = None        # --stage1-from this run directory on a fresh start
+    after: tuple[str, ...] = ()            # names of the runs it depends on (for Ray)
+    threads: int = 1
+
+
+@dataclass
+class Sweep:
+    name: str
+    root: Path
+    runs: list[Run] = field(default_factory=list)
+    data: Optional[Path] = None
+    data_build: tuple[str, ...] = ()
+
+    def by_name(self) -> dict[str, Run]:
+        return {r.name: r for r in self.runs}
+
+
+def _width_dir(ch_mul: str) -> str:
+    return str(ch_mul).replace("/", "_")
+
+
+def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Sweep:
+    """Expand a sweep file into its runs (no side effects)."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ZooError(f"sweep file {path}: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ZooError(f"sweep file {path}: expected a JSON object")
+    try:
+        config, preset, experiment = spec["config"], spec.get("preset", "study"), spec["experiment"]
+        root = Path(os.path.expanduser(str(root or spec["root"])))
+        teacher, students = spec["teacher"], spec["students"]
+        widths, seeds = [str(w) for w in students["ch_mul"]], [int(s) for s in students["seeds"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ZooError(f"sweep file {path}: missing or bad field {exc}") from None
+    threads = int(spec.get("threads", 1))
+    data = spec.get("data") or {}
+    data_path = (root / data["path"]) if data.get("path") else None
+    runs_dir = root / "runs" / config
+    common = ["--config", config, "--preset", preset, "--tracking-uri", f"sqlite:///{root / 'mlruns.db'}",
+              "--experiment", experiment, "--no-progress"]
+    if data_path is not None:
+        common += ["--data", str(data_path)]
+    elif data.get("spec"):  # e.g. "random:32" (smoke tests)
+        common += ["--data", str(data["spec"])]
+    for item in spec.get("arch", []):  # architecture overrides for every run (tests, experiments)
+        common += ["--arch", str(item)]
+    for item in spec.get("set", []):  # training overrides for every run, the teacher included
+        common += ["--set", str(item)]
+
+    teacher_out = runs_dir / TEACHER
+    runs = [Run(TEACHER, str(teacher_out), tuple(common + [
+        "--ch-mul", "1", "--stage1-kimg", f"{float(teacher['stage1_kimg']):g}", "--stage2-kimg", "0",
+        "--seed", str(int(teacher.get("seed", 0))), "--out", str(teacher_out)]), threads=threads)]
+    schedule = ["--stage1-kimg", f"{float(students['stage1_kimg']):g}",
+                "--stage2-kimg", f"{float(students['stage2_kimg']):g}"]
+    teacher_final = teacher_out / "final"
+    for w in widths:
+        for seed in seeds:
+            base = common + schedule + ["--ch-mul", w, "--seed", str(seed)]
+            for item in students.get("set", []):  # student-only overrides (the teacher's settings stay fixed)
+                base += ["--set", str(item)]
+            dgl_name, dgl_out = f"{_width_dir(w)}/dgl-s{seed}", runs_dir / _width_dir(w) / f"dgl-s{seed}"
+            lam = ["--lambda", f"{float(students['lambda']):g}"] if "lambda" in students else []
+            runs.append(Run(dgl_name, str(dgl_out), tuple(base + lam + ["--teacher", str(teacher_final),
+                                                                        "--out", str(dgl_out)]),
+                            needs=str(teacher_final / "config.json"), after=(TEACHER,), threads=threads))
+            forked = [("baseline", ["--baseline"])]
+            for variant in spec.get("variants", []):
+                if w in [str(x) for x in variant.get("ch_mul", widths)] and seed in variant.get("seeds", seeds):
+                    extra = ["--teacher", str(teacher_final)]
+                    if "lambda" in variant:
+                        extra += ["--lambda", f"{float(variant['lambda']):g}"]
+                    if "dgl_interval" in variant:
+                        extra += ["--dgl-interval", str(int(variant["dgl_interval"]))]
+                    forked.append((variant["name"], extra))
+            for method, extra in forked:
+                out = runs_dir / _width_dir(w) / f"{method}-s{seed}"
+                runs.append(Run(f"{_width_dir(w)}/{method}-s{seed}", str(out),
+                                tuple(base + extra + ["--out", str(out)]),
+                                needs=str(dgl_out / "state_stage1" / "counters.json"), fork_from=str(dgl_out),
+                                after=(dgl_name,), threads=threads))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ZooError(f"sweep file {path}: two runs share a name (variant names must be unique)")
+    return Sweep(name=spec.get("name", path.stem), root=root, runs=runs, data=data_path,
+                 data_build=tuple(str(a) for a in data.get("build", [])))
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+def run_status(run: Run) -> dict[str, Any]:
+    """'done', 'running' (a process holds the run), 'partial' (a resumable state), 'ready' (can start), or
+    'waiting' (a dependency is missing)."""
+    out = Path(run.out)
+    summary = out / "summary.json"
+    if summary.is_file() and (out / "final" / "config.json").is_file():
+        info = json.loads(summary.read_text())
+        return {"status": "done", "kimg": info.get("kimg"), "train_seconds": info.get("train_seconds"),
+                "cpu_seconds": info.get("cpu_seconds")}
+    saved = {"kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
+    for state in (out / "state", out / ".state.old"):
+        counters = state / "counters.json"
+        if counters.is_file():
+            c = json.loads(counters.read_text())
+            saved = {"kimg": c.get("nimg", 0) / 1000, "train_seconds": c.get("train_seconds"),
+                     "cpu_seconds": c.get("cpu_seconds")}
+            break
+    if is_locked(out):
+        return {"status": "running", **saved}
+    if saved["kimg"] or (out / "state").is_dir() or (out / ".state.old").is_dir():
+        return {"status": "partial", **saved}
+    if run.needs and not Path(run.needs).exists():
+        return {"status": "waiting", "kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
+    return {"status": "ready", "kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
+
+
+def command(run: Run) -> list[str]:
+    """The ``zoo train`` command that starts or continues ``run`` now (no side effects)."""
+    argv = [sys.executable, "-m", "zoo.cli", "train", *run.argv]
+    if run_status(run)["status"] == "partial":
+        return argv + ["--resume"]
+    if run.fork_from:
+        argv += ["--stage1-from", run.fork_from]
+    return argv
+
+
+def execute(run: Run, log_dir: str | os.PathLike) -> int:
+    """Start or resume one run to its end; returns the exit status of ``zoo train``."""
+    status = run_status(run)["status"]
+    if status == "done":
+        return 0
+    out = Path(run.out)
+    if status == "ready" and out.exists():
+        # a run that died before its first snapshot left only logs and images: it restarts from 0 either
+        # way, and `zoo train` refuses a non-empty --out.  Only under the run's lock, so never a live run.
+        with lock_run(out):
+            for child in out.iterdir():
+                if child.name != LOCK_FILE:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+    log = Path(log_dir) / (run.name.replace("/", "__") + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(run.threads), "MKL_NUM_THREADS": str(run.threads)}
+    with open(log, "a") as fh:
+        fh.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command(run))}\n")
+        fh.flush()
+        return subprocess.run(command(run), stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+
+
+# ------------------------------------------------------------------------------------------ executors
+
+def run_local(sweep: Sweep, workers: int, poll_s: float = 5.0, say=print) -> dict[str, int]:
+    """Run the sweep with up to ``workers`` concurrent ``zoo train`` processes on this machine."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pending, failed, results = {r.name: r for r in sweep.runs}, set(), {}
+    by_name = sweep.by_name()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running: dict[Any, str] = {}
+        while pending or running:
+            for name, run in list(pending.items()):
+                if len(running) >= workers:
+                    break
+                if any(dep in failed for dep in run.after):
+                    failed.add(name)
+                    results[name] = -1
+                    del pending[name]
+                    say(f"skip {name}: {', '.join(d for d in run.after if d in failed)} failed")
+                    continue
+                if run_status(run)["status"] in ("ready", "partial", "done"):  # not 'running' elsewhere
+                    say(f"start {name}")
+                    running[pool.submit(execute, run, sweep.root / "logs" / sweep.name)] = name
+                    del pending[name]
+            elsewhere = [n for n, r in pending.items() if run_status(r)["status"] == "running"]
+            if not running and not elsewhere:
+                if pending:  # nothing can run and nothing runs: a dependency never appeared
+                    blocked = ", ".join(f"{n} (needs {by_name[n].needs})" for n in pending)
+                    raise ZooError(f"sweep {sweep.name}: stuck, waiting for {blocked}")
+                break
+            if not running:  # only runs held by another process: wait for them
+                time.sleep(poll_s)
+                continue
+            done, _ = wait(list(running), timeout=poll_s, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                results[name] = code = future.result()
+                say(f"{'done' if code == 0 else f'FAILED ({code})'} {name}")
+                if code != 0:
+                    failed.add(name)
+    return results
+
+
+def run_ray(sweep: Sweep, address: str | None) -> dict[str, int]:
+    """Run the sweep as Ray tasks: one per run, ``num_cpus = threads``, dependencies as object refs."""
+    try:
+        import ray
+    except ImportError:
+        raise ZooError("--ray needs Ray: pip install 'ganzoo[ray]'") from None
+    ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False)
+
+    @ray.remote
+    def ray_execute(run_fields: dict, log_dir: str, *upstream: int) -> int:
+        if any(code != 0 for code in upstream):
+            return -1
+        return execute(Run(**run_fields), log_dir)
+
+    refs: dict[str, Any] = {}
+    for run in sweep.runs:  # load_sweep lists every run after the runs it needs
+        upstream = [refs[name] for name in run.after]
+        refs[run.name] = ray_execute.options(num_cpus=run.threads).remote(
+            asdict(run), str(sweep.root / "logs" / sweep.name), *upstream)
+    return dict(zip(refs, ray.get(list(refs.values()))))
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+def status_table(sweep: Sweep) -> tuple[list[dict[str, Any]], float]:
+    """Each run's status, and the CPU-hours behind the sweep so far: the processes' own CPU time where
+    the run recorded it (cpu_seconds), else its training wall time x threads."""
+    rows, cpu_seconds = [], 0.0
+    for run in sweep.runs:
+        st = run_status(run)
+        cpu_seconds += st.get("cpu_seconds") or (st.get("train_seconds") or 0.0) * run.threads
+        rows.append({"run": run.name, **st})
+    return rows, cpu_seconds / 3600
+
+
+def build_data(sweep: Sweep) -> None:
+    if sweep.data is None or sweep.data.exists() or not sweep.data_build:
+        return
+    code = subprocess.run([sys.executable, "-m", "zoo.cli", "data", "build", *sweep.data_build,
+                           "--out", str(sweep.data), "--quiet"]).returncode
+    if code != 0:
+        raise ZooError(f"building the sweep's dataset {sweep.data} failed (exit status {code})")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["run", "status", "plan"],
+                        help="run: start/resume every run; status: progress and CPU-hours; plan: the commands")
+    parser.add_argument("sweep", help="sweep file (JSON), e.g. studies/stylegan2-fashion-mnist.json")
+    parser.add_argument("--root", default=None, help="where runs, logs and mlruns.db live (default: the file's root)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="concurrent runs on this machine (default: CPU cores // threads per run)")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run on Ray: a local instance (no ADDRESS) or a cluster (ADDRESS, e.g. ray://host:10001)")
+
+
+def run(args) -> int:
+    sweep = load_sweep(args.sweep, args.root)
+    if args.action == "plan":
+        for r in sweep.runs:
+            print(f"{r.name:<24} {' '.join(command(r) if run_status(r)['status'] != 'waiting' else r.argv)}")
+        return 0
+    if args.action == "status":
+        rows, cpu_hours = status_table(sweep)
+        for row in rows:
+            print(f"{row['run']:<24} {row['status']:<8} {row['kimg'] or 0:>8.1f} kimg "
+                  f"{(row['train_seconds'] or 0) / 3600:>6.2f} h")
+        print(f"{sum(r['status'] == 'done' for r in rows)}/{len(rows)} done; {cpu_hours:.2f} CPU-hours of training "
+              "so far (process CPU time; wall time x threads for runs that did not record it)")
+        return 0
+    if args.workers is not None and args.workers < 1:
+        raise ZooError("--workers must be >= 1")
+    build_data(sweep)
+    if args.ray is not None:
+        results = run_ray(sweep, args.ray or None)
+    else:
+        threads = max(r.threads for r in sweep.runs)
+        results = run_local(sweep, args.workers or max(1, (os.cpu_count() or 1) // threads))
+    bad = {k: v for k, v in results.items() if v != 0}
+    if bad:
+        print(f"zoo sweep: {len(bad)} run(s) failed: {', '.join(bad)} (logs in {sweep.root / 'logs' / sweep.name})",
+              file=sys.stderr)
+        return 1
+    return 0
