@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from zoo.errors import ZooError
+from zoo.registry.cli import format_count
 
 # metric key -> (label in tables, display scale, direction: -1 lower is better, +1 higher is better)
 METRICS: dict[str, tuple[str, float, int]] = {
@@ -503,15 +504,6 @@ def _num(x: Optional[float], digits: int = 4) -> str:
     return f"{x:.{decimals}f}"
 
 
-def _count(n) -> str:
-    if n is None:
-        return "-"
-    for unit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= unit:
-            return f"{n / unit:.3g}{suffix}"
-    return str(n)
-
-
 def variant_label(method: str, lam: float, dgl_interval: int) -> str:
     if method == "teacher":
         return "teacher"
@@ -701,7 +693,7 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
         ours = arch_by_ch.get(ch, {}).get("params_G")
         if ours is not None and entry.get("params_G") is not None and entry["params_G"] != ours:
             notes.append(f"registry entry {config} ch_mul {ch} v{entry.get('version')} has another architecture "
-                         f"({_count(entry['params_G'])} vs {_count(ours)} G params here): its latency is not shown")
+                         f"({format_count(entry['params_G'])} vs {format_count(ours)} G params here): its latency is not shown")
             continue
         if entry["latency"]:
             usable[ch] = entry["latency"]
@@ -859,9 +851,9 @@ def table_columns(cfg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header += [METRICS[m][0] for m in cfg["metrics"]]
     body = []
     for r in cfg["rows"]:
-        cells = [r["label"], r["ch_mul"], ",".join(str(s) for s in r["seeds"]), _count(r["params_G"]),
-                 "-" if r["compression"] is None else f"{r['compression']:.2f}x", _count(r["macs_G_paper"]),
-                 _count(r["macs_G_fvcore"])]
+        cells = [r["label"], r["ch_mul"], ",".join(str(s) for s in r["seeds"]), format_count(r["params_G"]),
+                 "-" if r["compression"] is None else f"{r['compression']:.2f}x", format_count(r["macs_G_paper"]),
+                 format_count(r["macs_G_fvcore"])]
         cells += [latency_cell(r, g) for g in cfg["latency_groups"]]
         cells += [metric_cell(r["metrics"].get(m), m) for m in cfg["metrics"]]
         body.append(cells)

@@ -16,7 +16,7 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def _count(n) -> str:
+def format_count(n) -> str:
     """12.3G / 4.56M / 789k / 12: a count with an SI suffix."""
     if n is None:
         return "-"
@@ -84,8 +84,8 @@ def run_list(args) -> int:
     if not rows:
         print("no entries" + (f" named {args.name}" if args.name else ""))
         return 0
-    print(_table([[r["name"], r["ch_mul"], r["version"], ",".join(r["aliases"]), _count(r["params_G"]),
-                   _count(r["macs_G_paper"]), r["method"] or "-", _metrics_text(r["metrics"]),
+    print(_table([[r["name"], r["ch_mul"], r["version"], ",".join(r["aliases"]), format_count(r["params_G"]),
+                   format_count(r["macs_G_paper"]), r["method"] or "-", _metrics_text(r["metrics"]),
                    (r["published"] or "-")[:10]] for r in rows],
                  ["name", "ch_mul", "version", "aliases", "params G", "MACs G (paper)", "method", "metrics",
                   "published"]))
@@ -200,9 +200,9 @@ def run_compare(args) -> int:
         _print_json(rows)
         return 0
     full = rows[0]
-    print(_table([[r["ch_mul"], r["version"], _count(r["params_G"]),
+    print(_table([[r["ch_mul"], r["version"], format_count(r["params_G"]),
                    "-" if not (r["params_G"] and full["params_G"]) else f"{full['params_G'] / r['params_G']:.2f}x",
-                   _count(r["macs_G_paper"]), _count(r["macs_G_fvcore"]),
+                   format_count(r["macs_G_paper"]), format_count(r["macs_G_fvcore"]),
                    r["method"] or "-", _metrics_text(r["metrics"]), _latency_text(r["latency"])] for r in rows],
                  ["ch_mul", "version", "params G", "compression", "MACs G (paper)", "MACs G (fvcore)", "method",
                   "metrics", "latency"]))
