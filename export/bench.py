@@ -13,6 +13,12 @@ the same run** (plus, per width, each back-end relative to eager).  The result i
 (:func:`run_bench`) that the registry stores as ``metadata["latency"]`` (:func:`latency_for` picks
 the rows of one width).
 
+Every row is a :class:`zoo.latency.LatencyRow` (``to_dict``) and carries the ``fingerprint`` of the
+hardware it was measured on (``zoo.environment.hardware(device)``), which is what latency budgets
+(``zoo.load(..., max_latency_ms=...)``, ``zoo serve``) match rows by.  ``zoo bench NAME --calibrate``
+measures every published width of registry entry NAME on this machine into the local calibration cache
+(``$GANZOO_HOME/latency/``, see :mod:`zoo.latency`) for entries that hold no rows for it.
+
 Absolute CPU figures depend heavily on the memory allocator (see docs/export.md): the MALLOC_* and
 LD_PRELOAD variables seen by the process are recorded with every table.
 """
@@ -33,7 +39,9 @@ from export.artifact import (device_info, is_artifact, load_export, now, read_ex
                              software_versions)
 from export.graph import build_graph, fixed_inputs, input_specs
 from export.spec import BENCH_BACKENDS, BatchRange, check_backend, check_dtype, parse_batch_list, torch_dtype
+from zoo.environment import hardware
 from zoo.errors import ZooError
+from zoo.latency import LatencyRow
 
 FORMAT = "ganzoo-latency/1"
 ENV_PREFIXES = ("MALLOC_", "LD_PRELOAD", "OMP_", "MKL_", "KMP_", "ORT_", "PYTORCH_CUDA_ALLOC_CONF",
@@ -224,9 +232,13 @@ def _artifact_runner(path: str, device: str, threads: int):
 def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: list[int] = (1,),
               ch_muls: list[str] = ("1",), device: str = "cpu", dtype: str = "fp32", warmup: int = 2,
               iters: int = 10, threads: int | None = None, version: str | None = None,
-              progress: bool = True, random_weights: bool = False) -> dict[str, Any]:
-    """Measure every (model, back-end, batch) and return the latency table (see module docstring)."""
-    if not sources:
+              progress: bool = True, random_weights: bool = False,
+              loaded: list[tuple[dict[str, Any], Any]] = ()) -> dict[str, Any]:
+    """Measure every (model, back-end, batch) and return the latency table (see module docstring).
+
+    ``loaded``: generators already in memory, as (model facts with at least ``model``, G) pairs, measured
+    after ``sources`` (``--calibrate`` passes the verified registry entries this way)."""
+    if not sources and not loaded:
         raise ZooError("give at least one checkpoint directory, zoo entry, configuration name or export artifact")
     for b in backends:
         check_backend(b, BENCH_BACKENDS)
@@ -250,10 +262,20 @@ def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: lis
     jobs = []
     for source in sources:
         jobs.extend([(source, None)] if is_artifact(source) else _expand_sources([source], list(ch_muls), version))
+    jobs.extend((facts, G) for facts, G in loaded)
     runners = []  # (model facts, backend, dtype, fn(feeds), runtime facts, input specs, c_dim)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         for source, width in tqdm(jobs, desc="preparing", unit="model", disable=not progress, leave=False):
+            if isinstance(source, dict):  # a generator already loaded (``loaded``)
+                G = width
+                model = {"ch_mul": G.config.ch_mul, "family": G.config.family, "resolution": int(G.img_resolution),
+                         "params_G": sum(p.numel() for p in G.parameters()), **source}
+                for backend in backends:
+                    fn, facts = _runner(G, backend, dtype, device, threads, batch_range, Path(tmp), source)
+                    runners.append((model, backend, dtype, fn, facts, input_specs(G), int(getattr(G, "c_dim", 0))))
+                del G
+                continue
             if width is None:  # an existing export artifact
                 gen, meta = _artifact_runner(source, device, threads)
                 model = {"model": meta.get("source", {}).get("name") or str(source), "ch_mul": meta["model"]["ch_mul"],
@@ -286,10 +308,13 @@ def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: lis
         del runners, fns
         gc.collect()
     _add_speedups(rows)
+    fingerprint = hardware(device)["fingerprint"]
+    rows = [LatencyRow.from_dict({**r, "fingerprint": fingerprint}).to_dict() for r in rows]
     return {
         "format": FORMAT,
         "date": now(),
         "device": device_info(device),
+        "hardware": hardware(device),
         "threads": {"torch": torch.get_num_threads(), "onnxruntime_intra_op": threads,
                     "onnxruntime_inter_op": 1},
         "env": allocator_env(),
@@ -328,8 +353,9 @@ def latency_for(table: dict[str, Any], ch_mul: str, model: str | None = None) ->
     context = {"device": table["device"]["name"], "device_type": table["device"]["type"], "date": table["date"],
                "threads": table["threads"], "env": table["env"], "versions": table["versions"],
                "timer": table["settings"]["timer"]}
-    return [{**r, **context} for r in table["rows"]
-            if r["ch_mul"] == ch_mul and (model is None or r["model"] == model)]
+    fingerprint = (table.get("hardware") or {}).get("fingerprint")
+    return [LatencyRow.from_dict({**r, **context, "fingerprint": r.get("fingerprint") or fingerprint}).to_dict()
+            for r in table["rows"] if r["ch_mul"] == ch_mul and (model is None or r["model"] == model)]
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -352,6 +378,12 @@ def add_arguments(parser) -> None:
                         help="CPU threads for torch and ONNX Runtime (default: torch's default, stated in the output)")
     parser.add_argument("--json", action="store_true", help="print the latency table as JSON")
     parser.add_argument("--out", default=None, help="also write the latency table (JSON) to this file")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure every published width of each registry entry (or each checkpoint directory) "
+                             "on this machine into the local calibration cache ($GANZOO_HOME/latency/) that latency "
+                             "budgets read, unless the entries or the cache already hold rows for this machine")
+    parser.add_argument("--force", action="store_true", help="with --calibrate: measure again even if rows exist")
+    parser.add_argument("--registry", default=None, help="with --calibrate: registry URI (default: the default chain)")
 
 
 def format_table(table: dict[str, Any]) -> str:
@@ -372,6 +404,74 @@ def format_table(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _calibration_targets(source: str, version: str | None, registry) -> tuple[str, list[tuple[Any, Any]]]:
+    """(name, [(Candidate, loader)]) for a registry entry name (every published width) or a checkpoint dir."""
+    from zoo.latency import Candidate, candidates_from_registry
+
+    path = Path(source)
+    if path.is_dir():
+        from zoo.checkpoint import load_checkpoint, read_config, read_json, read_manifest, sha256_file
+
+        name, cfg = read_config(path)
+        name = name or path.name
+        sha = ((read_manifest(path) or {}).get("config.json") or {}).get("sha256") or sha256_file(path / "config.json")
+        meta = read_json(path / "metadata.json") if (path / "metadata.json").is_file() else {}
+        cand = Candidate(name, cfg.ch_mul, None, meta if isinstance(meta, dict) else {}, sha)
+        return name, [(cand, lambda device: load_checkpoint(path, device=device, load_D=False).G_ema)]
+    candidates = candidates_from_registry(source, version, registry)
+    if not candidates:
+        from zoo.registry import resolve
+
+        resolve(source, 1, version, registry)  # the error that lists what exists
+        raise ZooError(f"no width of {source} has version {version!r}")
+    from zoo.registry import load_checkpoint
+
+    return source, [(c, lambda device, c=c: load_checkpoint(c.model, c.ch_mul, c.version, device=device, load_D=False,
+                                                           registry=registry).G_ema) for c in candidates]
+
+
+def calibrate(sources: list[str], backends: list[str] = ("eager",), batches: list[int] = (1, 8), device: str = "cpu",
+              dtype: str = "fp32", warmup: int = 2, iters: int = 10, threads: int | None = None,
+              version: str | None = None, registry=None, force: bool = False,
+              progress: bool = True) -> tuple[dict[str, Any] | None, Path | None, list[str]]:
+    """``zoo bench --calibrate``: measure the variants of ``sources`` here once into the calibration cache.
+
+    A name is measured (all its widths together, so speedups are same-run ratios) unless every width
+    already has a row for this machine, back-end, dtype and each batch, in its entry or in the cache
+    (``force`` measures anyway).  Returns (table or None, cache file or None, what was skipped and why)."""
+    from zoo.latency import parse_rows, read_calibration, record_calibration
+
+    fingerprint = hardware(device)["fingerprint"]
+    cached = read_calibration(fingerprint)
+    loaded, skipped, keys = [], [], {}
+    for source in sources:
+        name, targets = _calibration_targets(source, version, registry)
+
+        def covered(cand) -> bool:
+            rows = parse_rows(cand.metadata.get("latency")) + (cached.get(cand.config_sha256) or {}).get("rows", [])
+            return all(any(r.batch == n and r.matches(fingerprint, b, dtype) for r in rows)
+                       for b in backends for n in batches)
+
+        if not force and all(covered(c) for c, _ in targets):
+            skipped.append(f"{name}: every width already has rows for {fingerprint} (use --force to measure again)")
+            continue
+        for cand, load in targets:
+            keys[cand.config_sha256] = cand
+            loaded.append(({"model": name, "version": cand.version, "config_sha256": cand.config_sha256,
+                            "source_kind": "calibration"}, load(device)))
+    if not loaded:
+        return None, None, skipped
+    table = run_bench([], backends, batches, device=device, dtype=dtype, warmup=warmup, iters=iters, threads=threads,
+                      progress=progress, loaded=loaded)
+    measured: dict[str, dict[str, Any]] = {}
+    for row in table["rows"]:
+        cand = keys[row["config_sha256"]]
+        entry = measured.setdefault(cand.config_sha256, {"name": cand.model, "ch_mul": cand.ch_mul,
+                                                         "version": cand.version, "rows": []})
+        entry["rows"].append(LatencyRow.from_dict({**row, "device": table["device"]["name"], "date": table["date"]}))
+    return table, record_calibration(fingerprint, measured), skipped
+
+
 def run(args) -> int:
     from zoo.checkpoint import write_json
 
@@ -384,6 +484,26 @@ def run(args) -> int:
     ch_muls = [w.strip() for w in args.ch_mul.split(",") if w.strip()]
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise ZooError(f"bad --device {args.device!r}: use cpu or cuda")
+    if args.force and not args.calibrate or args.registry and not args.calibrate:
+        raise ZooError("--force and --registry go with --calibrate")
+    if args.calibrate:
+        table, path, skipped = calibrate(args.sources, backends, batches, device=args.device, dtype=args.dtype,
+                                         warmup=args.warmup, iters=args.iters, threads=args.threads,
+                                         version=args.version, registry=args.registry, force=args.force,
+                                         progress=not args.json)
+        if args.out and table is not None:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            write_json(Path(args.out), table)
+        if args.json:
+            print(json.dumps({"calibration": str(path) if path else None, "skipped": skipped, "table": table},
+                             indent=2))
+        else:
+            for line in skipped:
+                print(f"skipped {line}")
+            if table is not None:
+                print(format_table(table))
+                print(f"\ncalibration rows for {table['hardware']['fingerprint']} written to {path}")
+        return 0
     table = run_bench(args.sources, backends, batches, ch_muls, device=args.device, dtype=args.dtype,
                       warmup=args.warmup, iters=args.iters, threads=args.threads, version=args.version,
                       progress=not args.json, random_weights=args.random_weights)

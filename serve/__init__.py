@@ -1,1 +1,2 @@
-"""HTTP serving of zoo generators (any ch_mul variant, with its measured speedup)."""
+"""Serving zoo generators over HTTP (``zoo serve``): any width, dynamic batching, latency budgets, metrics,
+a page, and Ray Serve for more than one process.  See docs/serving.md."""

@@ -90,12 +90,22 @@ def load_checkpoint(name: str, ch_mul: ChMul = 1, version: Any = None, device: s
     return ckpt
 
 
-def load(name: str, ch_mul: ChMul = 1.0, version: Any = None, device: str | None = None, dtype=None,
-         backend: str = "eager", registry=None):
+def load(name: str, ch_mul: ChMul | None = None, version: Any = None, device: str | None = None, dtype=None,
+         backend: str | None = None, registry=None, *, max_latency_ms: float | None = None, batch: int = 1,
+         allow_estimates: bool = False):
     """The eval-mode EMA generator of a registry entry, ready to sample: ``G(z, c) -> images in [-1, 1]``.
 
-    ``ch_mul`` accepts 0.5, Fraction(1, 2) or "1/2"; ``version`` None/"latest", an alias ("stable") or a
-    version (3, "1.2.0").  ``device`` defaults to "cpu" ("cuda" for ``backend="tensorrt"``).
+    ``ch_mul`` accepts 0.5, Fraction(1, 2) or "1/2" (default 1); ``version`` None/"latest", an alias
+    ("stable") or a version (3, "1.2.0").  ``device`` defaults to "cpu" ("cuda" for
+    ``backend="tensorrt"``); ``backend`` to "eager".
+
+    ``max_latency_ms`` (instead of ``ch_mul``) picks the width: the lowest-KID width (KIDs compared on the
+    same data and n) whose latency *measured on this machine* (``zoo.environment.hardware(device)``'s
+    fingerprint) for this back-end, dtype and ``batch`` fits the budget, from the entry's latency rows or
+    the local calibration cache ``zoo bench NAME --calibrate`` fills.  The returned generator carries the
+    decision as ``G.zoo_selection`` (a :class:`zoo.latency.Selection`: ``.reason`` says what was picked and
+    why), also logged at INFO.  None fits, or nothing measured here: a ZooError listing the measured
+    options.  MAC-based estimates fill unmeasured widths only with ``allow_estimates=True``.
 
     ``backend="onnx"`` / ``"tensorrt"`` open the export artifact the entry holds under
     ``exports/<backend>/`` (model file + export.json, as ``zoo export`` writes it) with the same wrapper
@@ -104,10 +114,26 @@ def load(name: str, ch_mul: ChMul = 1.0, version: Any = None, device: str | None
     -> float32 NCHW torch tensor.  ``dtype`` applies to the eager backend only (an artifact has its own).
     Every file is checked against the sha256 recorded in the registry index before it is used.
     """
+    backend = "eager" if backend is None else backend
     if backend not in BACKENDS:
         raise ZooError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if device is None:
         device = "cuda" if backend == "tensorrt" else "cpu"
+    if max_latency_ms is not None:
+        if ch_mul is not None:
+            raise ZooError("give either ch_mul or max_latency_ms, not both")
+        import logging
+
+        from zoo.latency import dtype_name, select_entry
+
+        selection = select_entry(name, max_latency_ms, device=device, batch=batch, backend=backend,
+                                 dtype=dtype_name(dtype), version=version,
+                                 registry=registry, allow_estimates=allow_estimates)
+        logging.getLogger("zoo.latency").info("%s", selection.reason)
+        G = load(name, selection.candidate.ch_mul, selection.candidate.version, device, dtype, backend, registry)
+        G.zoo_selection = selection
+        return G
+    ch_mul = 1.0 if ch_mul is None else ch_mul
     if backend == "eager":
         G = load_checkpoint(name, ch_mul, version, device=device, load_D=False, registry=registry).G_ema
         dtype = _as_dtype(dtype)
