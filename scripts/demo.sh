@@ -24,7 +24,8 @@ train() {  # train NAME ARGS...: resumes an interrupted run, skips a finished on
   local name=$1; shift
   if [ -f "$RUNS/$name/final/config.json" ]; then echo "demo: $name already trained"; return; fi
   local resume=(); [ -d "$RUNS/$name/state" ] && resume=(--resume)
-  $ZOO train --config $CONFIG --preset demo --data "$DATA" --out "$RUNS/$name" --no-progress "${resume[@]}" "$@"
+  echo "demo: training $name (a pipeline check on a short schedule, not a good generator)"
+  $ZOO train --config $CONFIG --preset demo --data "$DATA" --out "$RUNS/$name" "${resume[@]}" "$@"
 }
 train teacher --ch-mul 1 --stage2-kimg 0
 train dgl-1_2 --ch-mul 1/2 --teacher "$RUNS/teacher/final"
