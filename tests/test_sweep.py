@@ -135,3 +135,14 @@ def test_ray_sweep(tmp_path):
     assert all(run_status(r)["status"] == "done" for r in sweep.runs)
     assert torch.isfinite(torch.tensor(json.loads(
         (Path(sweep.by_name()["1_2/baseline-s1"].out) / "summary.json").read_text())["kimg"]))
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """`zoo sweep status FILE | head -1`: the reader leaves early; the command still exits cleanly."""
+    import subprocess
+    import sys
+
+    path = _sweep_file(tmp_path)
+    proc = subprocess.run(f"{sys.executable} -m zoo.cli sweep status {path} | head -1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("teacher") and "Traceback" not in proc.stderr, proc.stderr[-2000:]

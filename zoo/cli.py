@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"zoo {command}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `zoo ... | head`: the reader left; no traceback, and none at exit either
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"zoo {command}: interrupted", file=sys.stderr)
         return 130
