@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo test test-slow test-gpu bench clean mlflow-ui
+.PHONY: setup demo test test-slow test-gpu bench bench-ci gpu-table clean mlflow-ui
 
 setup:
 	bash scripts/setup.sh
@@ -21,8 +21,34 @@ test-slow: setup
 test-gpu: setup
 	$(PY) -m pytest -q -m gpu
 
+# Benchmarks save their JSON: .benchmarks/<machine>/NNNN_<commit>_<date>.json (compare two runs with
+# `.venv/bin/pytest-benchmark compare NNNN MMMM`) and the latest run as $(BENCH_OUT)/<target>.json.
+BENCH_OUT ?= out/bench
+BENCH_SAVE = --benchmark-autosave --benchmark-json=$(BENCH_OUT)/$@.json
+
 bench: setup
-	$(PY) -m pytest -q benchmarks --benchmark-only -p no:cacheprovider
+	mkdir -p $(BENCH_OUT)
+	$(PY) -m pytest -q benchmarks --benchmark-only -p no:cacheprovider $(BENCH_SAVE)
+
+# The CI regression gates (marker ci_gate; run by .ci/run after `make test`): same-run ratios against the
+# project's own reference paths and a fixed reference kernel, one thread; run twice, at the CPU's own
+# instruction set and with oneDNN and ATen capped at AVX2 (the thresholds hold for both), ~1 minute each
+# on 2 cores.  Both passes run; the target fails if either does.
+BENCH_CI = $(PY) -m pytest -q benchmarks -m ci_gate --benchmark-only -p no:cacheprovider --benchmark-autosave
+AVX2_ENV = ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+
+bench-ci: setup
+	mkdir -p $(BENCH_OUT)
+	@rc=0; \
+	echo "bench-ci: gates at this CPU's own ISA"; \
+	$(BENCH_CI) --benchmark-json=$(BENCH_OUT)/bench-ci.json || rc=1; \
+	echo "bench-ci: gates with $(AVX2_ENV)"; \
+	$(AVX2_ENV) $(BENCH_CI) --benchmark-json=$(BENCH_OUT)/bench-ci-avx2.json || rc=1; \
+	exit $$rc
+
+# GPU latency table of docs/gpu.md (stylegan2-ffhq 1024 px, every width, batch 48; needs CUDA).
+gpu-table:
+	$(PY) scripts/gpu_table.py --out docs/gpu.md
 
 # MLflow's own UI on a tracking store (default: the study's).  The `mlflow` extra is mlflow-skinny, which has
 # no UI server, and MLflow refuses a store whose schema is newer than itself, so the full `mlflow` package

@@ -11,6 +11,10 @@
 * fixture ``interleaved_ms`` times several callables round-robin, so that load from other processes
   hits all of them alike and the ratios between them stay meaningful; fixture ``peak_rss_mb``
   measures the peak resident memory of a snippet in a fresh interpreter.
+* Marker ``ci_gate``: the regression gates ``.ci/run`` runs (``make bench-ci``): same-run ratios against
+  the project's own reference paths and a fixed reference kernel (:func:`reference_kernel`, timed
+  interleaved with the models by :func:`gate_times`), never against NVlabs.  Competitive comparisons
+  with NVlabs stay in ``make bench``, report the CPU they ran on and do not fail on a missed target.
 """
 from __future__ import annotations
 
@@ -29,14 +33,33 @@ THREADS = int(os.environ.get("GANZOO_BENCH_THREADS", "2"))
 NVLABS_ENV = "GANZOO_NVLABS_PATH"
 
 
+# environment variables that change which CPU kernels run (recorded with every result)
+ISA_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu_description() -> dict:
+    """The CPU a figure was measured on: model name, the ISA PyTorch dispatches to, and any ISA caps set."""
+    import torch
+
+    from zoo.environment import hardware
+
+    hw = hardware("cpu")
+    return {"cpu_model": hw["cpu_model"], "cpu_isa": hw["cpu_isa"], "cpu_count": hw["cpu_count"],
+            "aten_capability": torch.backends.cpu.get_cpu_capability(),
+            "isa_env": {k: os.environ[k] for k in ISA_ENV if k in os.environ}}
+
+
 def _settings() -> dict:
     from zoo.launch import allocator_settings
 
-    return {"threads": THREADS, "allocator": allocator_settings() or "glibc default (untuned)"}
+    return {"threads": THREADS, "allocator": allocator_settings() or "glibc default (untuned)",
+            "cpu": cpu_description()}
 
 
 def pytest_configure(config):
     from zoo.launch import ensure_malloc_tuning, tuning_applies
+
+    config.addinivalue_line("markers", "ci_gate: regression gates run in CI by `make bench-ci` (.ci/run)")
 
     if tuning_applies():
         capture = config.pluginmanager.getplugin("capturemanager")
@@ -47,7 +70,10 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     s = _settings()
-    return f"ganzoo benchmarks: {s['threads']} threads, allocator {s['allocator']}"
+    cpu = s["cpu"]
+    caps = " ".join(f"{k}={v}" for k, v in cpu["isa_env"].items())
+    return (f"ganzoo benchmarks: {s['threads']} threads, allocator {s['allocator']}\n"
+            f"CPU: {cpu['cpu_model']} ({cpu['cpu_count']} cpus, ATen {cpu['aten_capability']}{', ' + caps if caps else ''})")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -93,6 +119,113 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], rounds: int, warmup: in
             fn()
             times[key].append((time.perf_counter() - t0) * 1000)
     return times
+
+
+def reference_kernel(backward: bool = False) -> Callable[[], object]:
+    """A fixed piece of plain PyTorch work that no ganzoo code touches, to time models against.
+
+    One StyleGAN2-like block at a fixed shape, in the op mix of the generators: a 3x3 conv (32 -> 32
+    channels, 64x64, batch 1, channels-last) with bias, leaky ReLU, a stride-2 3x3 transposed conv, a
+    depthwise 4x4 blur and a scale (~0.9 ms on one thread of the reference machine).  oneDNN, ATen's
+    vector kernels and the instruction set move it roughly as they move the models (under
+    ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` a plain 3x3 conv slowed 2.0x, the models
+    1.5-1.7x, this block 1.8x), so "model time in units of this kernel" is far steadier across CPUs than
+    milliseconds, and unlike ratios between widths it shows a slowdown that hits every width alike.
+    The allocator settings do not change it in a process that has built models (its transient buffers
+    come from the heap that model building grew; in a fresh process without tuning it took 3.5x longer).
+    ``backward``: also the gradients w.r.t. input and weights (for training-step gates).  Fixed seed:
+    the same numbers every run."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    cl = torch.channels_last
+    x = torch.randn(1, 32, 64, 64, generator=g).contiguous(memory_format=cl)
+    w3 = torch.randn(32, 32, 3, 3, generator=g) / 17
+    wt = (torch.randn(32, 32, 3, 3, generator=g) / 17).contiguous(memory_format=cl)
+    bias = torch.randn(32, generator=g)
+    blur = torch.full((32, 1, 4, 4), 1 / 16)
+
+    def forward(x, w3, wt):
+        y = F.leaky_relu(F.conv2d(x, w3, bias, padding=1), 0.2)
+        y = F.conv_transpose2d(y, wt, stride=2)
+        return F.conv2d(y, blur, groups=32, padding=1) * 1.4142
+
+    if not backward:
+        def run():
+            with torch.inference_mode():
+                return forward(x, w3, wt)
+        return run
+
+    xg, w3g, wtg = (t.clone().requires_grad_(True) for t in (x, w3, wt))
+
+    def run_backward():
+        for t in (xg, w3g, wtg):
+            t.grad = None
+        forward(xg, w3g, wtg).square().mean().backward()
+    return run_backward
+
+
+def gate_times(fns: dict, rounds: int, reference: Callable[[], object], warmup: int = 1,
+               settle_s: float = 0.0, reference_reps: int = 3) -> tuple[dict, list[float]]:
+    """Milliseconds per call of each callable and of ``reference``, in ``rounds`` round-robin rounds.
+
+    The reference kernel runs right before every timed call, so it samples the machine's state across
+    the whole measurement; gates divide a model's minimum by the reference's minimum (on a shared
+    machine noise only ever adds time).  Before each model call it runs once untimed and then
+    ``reference_reps`` timed times: right after a model call its operands are out of cache, and that
+    first call took 1.3-1.4 ms against 1.0-1.1 ms warm (six processes, the same in each), a difference
+    that depended on what ran before it.
+    ``settle_s``: pause before each timed call (multi-threaded runtimes spin their worker threads for a
+    while after a call; see ``export.bench.SETTLE_S``)."""
+    for _ in range(warmup):
+        reference()
+        for fn in fns.values():
+            fn()
+    times: dict = {k: [] for k in fns}
+    ref: list[float] = []
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            if settle_s:
+                time.sleep(settle_s)
+            reference()  # untimed: brings the reference's operands back into cache
+            for _ in range(reference_reps):
+                t0 = time.perf_counter()
+                reference()
+                ref.append((time.perf_counter() - t0) * 1000)
+            t1 = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - t1) * 1000)
+    return times, ref
+
+
+def gate_summary(times: dict, ref: list[float]) -> dict:
+    """Per key: min and median ms, and min / min(reference) ("reference units")."""
+    ref_min = min(ref)
+    return {"reference_min_ms": ref_min, "reference_median_ms": statistics.median(ref),
+            **{k: {"min_ms": min(v), "median_ms": statistics.median(v), "ref_units": min(v) / ref_min}
+               for k, v in times.items()}}
+
+
+class TargetMissed(UserWarning):
+    """A competitive target (against NVlabs) was missed on this CPU: reported, not a failure."""
+
+
+def report_targets(benchmark, targets: dict[str, tuple[float, float]]) -> None:
+    """Record competitive targets ``{description: (measured, target)}`` (measured >= target is met) with
+    the CPU they were measured on in the benchmark's ``extra_info``, and warn about each missed one.
+    Targets against other implementations depend on the CPU (issue 18: the same code beats NVlabs' step
+    on one x86-64 CPU and not on another), so they never fail a run; regression gates do (``ci_gate``)."""
+    import warnings
+
+    cpu = cpu_description()
+    rows = {k: {"measured": m, "target": t, "met": m >= t} for k, (m, t) in targets.items()}
+    benchmark.extra_info.update(targets=rows, targets_cpu=cpu)
+    missed = [f"{k}: {r['measured']:.2f} < {r['target']}" for k, r in rows.items() if not r["met"]]
+    print(f"  competitive targets on {cpu['cpu_model']} (ATen {cpu['aten_capability']}): "
+          f"{len(rows) - len(missed)}/{len(rows)} met")
+    for line in missed:
+        warnings.warn(TargetMissed(f"target missed on {cpu['cpu_model']}: {line}"), stacklevel=2)
 
 
 def median(values: list[float]) -> float:
@@ -148,6 +281,21 @@ def eager_and_onnx_calls(name: str, widths, batch: int, tmp_path_factory, thread
             ort = OnnxGenerator(path, threads=threads)
             calls[(ch_mul, "onnx")] = (lambda o=ort, f=feeds: o._run(f))
     return calls
+
+
+@pytest.fixture(name="gate_times", scope="session")
+def _gate_times_fixture():
+    """``gate_times(fns, rounds, backward=False, warmup=1, settle_s=0.0)`` -> :func:`gate_summary` of
+    :func:`gate_times` against :func:`reference_kernel` (``backward`` picks its training form)."""
+    def run(fns: dict, rounds: int, backward: bool = False, warmup: int = 1, settle_s: float = 0.0) -> dict:
+        times, ref = gate_times(fns, rounds, reference_kernel(backward), warmup=warmup, settle_s=settle_s)
+        return gate_summary(times, ref)
+    return run
+
+
+@pytest.fixture(name="report_targets", scope="session")
+def _report_targets_fixture():
+    return report_targets
 
 
 @pytest.fixture(name="interleaved_ms")

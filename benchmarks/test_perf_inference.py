@@ -28,8 +28,11 @@ SG2_WIDTHS = ("1", "1/2", "1/4", "1/8")
 # extra_info, not gated.
 SPEEDUP_GATES = {"1/2": 2.6, "1/4": 7.0, "1/8": 15.0}
 SPEEDUP_TARGETS = {"1/2": 3.6, "1/4": 12.0, "1/8": 30.0}
-# ours vs NVlabs at the same width (ratio of medians; measured 1.2-1.3x at full width, 1.5-2.2x narrower)
-NVLABS_GATE = 1.0
+# Competitive target, not a gate: ours at least as fast as NVlabs at the same width (ratio of medians).
+# Measured 1.15-1.42x at full width, 1.5-2.5x narrower on the Xeon of docs/performance.md; 1.17-1.23x at
+# full width on an AMD EPYC (issue 18).  How far ahead depends on the CPU, so a missed target is reported
+# (with the CPU, in extra_info and as a warning), never a failure; CI does not run this (no NVlabs there).
+NVLABS_TARGET = 1.0
 BIGGAN_WIDTHS = ("1", "1/2", "1/3", "1/4")
 
 
@@ -101,8 +104,9 @@ def test_stylegan2_width_speedups(benchmark, interleaved_ms, request):
     _check_speedups(result["ms"])
 
 
-def test_stylegan2_vs_nvlabs(benchmark, interleaved_ms, request, nvlabs):
-    """Target 1 (at least as fast as NVlabs at full width) and target 2 side by side with NVlabs."""
+def test_stylegan2_vs_nvlabs(benchmark, interleaved_ms, request, nvlabs, report_targets):
+    """Target 1 (at least as fast as NVlabs at full width) and target 2 side by side with NVlabs: a
+    competitive target, reported with the CPU (``conftest.report_targets``), not a gate."""
     result = {}
     benchmark.pedantic(lambda: result.update(zip(("ms", "table", "macs"),
                                                   _stylegan2_table(request, True, interleaved_ms))),
@@ -110,10 +114,9 @@ def test_stylegan2_vs_nvlabs(benchmark, interleaved_ms, request, nvlabs):
     ms = result["ms"]
     ratios = {w: round(ms[("nvlabs", w)] / ms[("ours", w)], 2) for w in SG2_WIDTHS}
     benchmark.extra_info.update(config="stylegan2-church 256px", batch=BATCH, rounds=ROUNDS,
-                                table=result["table"], ours_over_nvlabs=ratios, gate=NVLABS_GATE)
+                                table=result["table"], ours_over_nvlabs=ratios)
     print("\n" + "\n".join(f"  {k}: {v}" for k, v in result["table"].items()) + f"\n  NVlabs/ours: {ratios}")
-    for w in SG2_WIDTHS:
-        assert ratios[w] >= NVLABS_GATE, f"ch_mul {w}: NVlabs is faster ({ratios[w]:.2f}x of ours)"
+    report_targets(benchmark, {f"NVlabs time / ours at ch_mul {w}": (ratios[w], NVLABS_TARGET) for w in SG2_WIDTHS})
 
 
 def test_biggan_width_timings(benchmark, interleaved_ms):

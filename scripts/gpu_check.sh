@@ -8,6 +8,9 @@
 # Every step has its own timeout, clipped to what is left of GPU_CHECK_BUDGET seconds (default 540, under
 # a 10-minute command limit), and writes under $OUT (default out/gpu_check), so whatever finished is
 # kept even if a later step is cut off.  Run:  bash scripts/gpu_check.sh
+# The docs/gpu.md table (FFHQ-1024, batch 48: eager fp16, torch.compile + CUDA graphs, TensorRT) is a
+# separate command, `python scripts/gpu_table.py` (`make gpu-table`); GPU_CHECK_TABLE=1 runs it here first,
+# into $OUT/gpu.md, with what is left of the budget.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/gpu_check}"
@@ -46,6 +49,12 @@ cat "$OUT/env.txt"
 $PY -c "import torch, sys; sys.exit(not torch.cuda.is_available())" || { log "torch sees no CUDA device: stopping"; exit 1; }
 
 # ---- 2. latency tables (the headline numbers first) ---------------------------------------------------
+if [ "${GPU_CHECK_TABLE:-0}" = 1 ]; then
+  log "gpu_table: scripts/gpu_table.py --out $OUT/gpu.md"
+  t=$(limit 420)
+  timeout "$t" $PY scripts/gpu_table.py --out "$OUT/gpu.md" --budget-s $((t - 60 > 30 ? t - 60 : 30)) >"$OUT/gpu_table.log" 2>&1
+  log "gpu_table rc=$? :: $(tail -n 1 "$OUT/gpu_table.log")"
+fi
 bench() {  # bench NAME TIMEOUT ARGS...
   local name=$1 seconds; seconds=$(limit "$2"); shift 2
   ((seconds > 20)) || { log "bench $name skipped: GPU_CHECK_BUDGET spent"; return; }
