@@ -5,20 +5,18 @@ by selenium.  Without them the browser test is skipped locally, and fails under 
 setup.sh must have installed them."""
 import base64
 import io
-import os
 import re
-import shutil
 import sys
 
 import pytest
+
+from browser_helpers import headless_chromium
 
 pytest.importorskip("mlflow")
 pytest.importorskip("matplotlib")
 
 from compare_helpers import EXPERIMENT, tiny_study  # noqa: E402
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -72,37 +70,9 @@ def test_paper_figures():
         assert PAPER_V100_SECONDS["1"] / s == pytest.approx(PAPER_V100_SPEEDUP[ch], abs=0.005)
 
 
-def chromium():
-    """(browser binary, chromedriver) or a skip (a failure under CI)."""
-    binary = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and
-                   os.path.exists(p)), None)
-    driver = shutil.which("chromedriver") or ("/usr/lib/chromium/chromedriver"
-                                              if os.path.exists("/usr/lib/chromium/chromedriver") else None)
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        binary = None
-    if binary is None or driver is None:
-        why = "needs Debian's chromium + chromium-driver and selenium (scripts/setup.sh installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return binary, driver
-
-
 def test_page_renders_in_headless_chromium(page, tmp_path):
-    binary, driver_path = chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = binary
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"]:
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    browser = headless_chromium(tmp_path / "profile")
     try:
-        browser.set_page_load_timeout(60)
         browser.get(page.resolve().as_uri())
         assert browser.execute_script("return document.readyState") == "complete"
         assert browser.title == "ganzoo compare"

@@ -3,10 +3,10 @@ and checks that every image (the teacher and every width, for the same seeds) de
 
 Chromium and chromedriver come from Debian (scripts/setup.sh installs them); without them the test is
 skipped locally and fails under CI (CI=true), as tests/test_report.py does."""
-import os
-import shutil
 
 import pytest
+
+from browser_helpers import headless_chromium
 
 pytest.importorskip("fastapi")
 
@@ -14,28 +14,8 @@ from serve.app import create_app  # noqa: E402
 from serve.testing import ServerThread, tiny_checkpoint  # noqa: E402
 from zoo.environment import hardware  # noqa: E402
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WIDTHS = ("1", "1/2", "1/4")
 SEEDS = [0, 1, 2]
-
-
-def chromium():
-    """(browser binary, chromedriver) or a skip (a failure under CI)."""
-    binary = next((p for p in ("/usr/bin/chromium", "/usr/lib/chromium/chromium", shutil.which("chromium") or "")
-                   if p and os.path.exists(p)), None)
-    driver = shutil.which("chromedriver") or ("/usr/lib/chromium/chromedriver"
-                                              if os.path.exists("/usr/lib/chromium/chromedriver") else None)
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        binary = None
-    if binary is None or driver is None:
-        why = "needs Debian's chromium + chromium-driver and selenium (scripts/setup.sh installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return binary, driver
 
 
 @pytest.fixture
@@ -52,19 +32,10 @@ def server(tmp_path):
 
 
 def test_page_generates_every_width_in_headless_chromium(server, tmp_path):
-    binary, driver_path = chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = Options()
-    options.binary_location = binary
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"]:
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    browser = headless_chromium(tmp_path / "profile")
     try:
-        browser.set_page_load_timeout(60)
         browser.get(server.url + "/")
         assert browser.title == "ganzoo serve"
         status = lambda: browser.find_element("id", "status").get_attribute("data-state")  # noqa: E731
