@@ -41,16 +41,10 @@ from zoo.convert import import_checkpoint, read_source
 import train.data.folder as folder
 import PIL.Image, PIL.PngImagePlugin, PIL.JpegImagePlugin, PIL.BmpImagePlugin, PIL.GifImagePlugin
 from zoo.models import stylegan2 as _sg2, biggan as _bg
+from export.bench import _reset_peak_rss, _rss_kb  # the project's /proc/self/status readers
 warnings.simplefilter("ignore")
 
-def vm_bytes():
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-limit = vm_bytes() + int(os.environ["SEC_HEADROOM"])
+limit = (_rss_kb("VmSize") or 0) * 1024 + int(os.environ["SEC_HEADROOM"])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 def snapshot():
@@ -101,29 +95,16 @@ def run(job):
 
 base = snapshot()
 print(json.dumps({"ready": True, "limit": limit}), flush=True)
-def reset_peak():
-    # the peak of *this job*: ru_maxrss is the worker's lifetime maximum, so earlier jobs (or another
-    # module's, when pytest shares the worker) would count; writing 5 to clear_refs resets VmHWM
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def job_peak_mb(reset_ok):
-    if reset_ok:
-        with open("/proc/self/status") as fh:
-            for row in fh:
-                if row.startswith("VmHWM:"):
-                    return int(row.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the peak of *this job*: ru_maxrss is the worker's lifetime maximum, so earlier jobs (or another
+    # module's, when pytest shares the worker) would count; export.bench resets VmHWM before each job
+    hwm_kb = _rss_kb("VmHWM") if reset_ok else None
+    return hwm_kb / 1024 if hwm_kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 for line in sys.stdin:
     job = json.loads(line)
-    reset_ok = reset_peak()
+    reset_ok = _reset_peak_rss()
     t0 = time.perf_counter()
     try:
         out = {"outcome": "ok", "value": repr(run(job))[:300]}
