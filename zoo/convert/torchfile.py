@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.convert.unpickle import (DEFAULT_LIMITS, Budget, Limits, SafeUnpickler, Storage, _itemsize, _short,
-                                  _storage_id, guarded, read_legacy, torch_names)
+                                  guarded, read_legacy, storage_once, torch_names)
 from zoo.errors import ZooError
 
 TORCH_FORMATS = "a torch.save checkpoint of tensors and plain data (rosinality or BigGAN-PyTorch)"
@@ -106,13 +106,7 @@ def _read_zip(fh, size: int, budget: Budget) -> Any:
         data = _read_member(zf, pkl, pkl.file_size)
         storages: dict[str, Storage] = {}
 
-        def persistent(pid):
-            dtype, key, numel = _storage_id(pid)
-            if key in storages:
-                st = storages[key]
-                if st.dtype != dtype or st.numel != numel:
-                    raise ZooError(f"storage {_short(key)} is declared twice with different types or sizes")
-                return st
+        def new_storage(dtype, key, numel):
             info = by_name.get(f"{prefix}/data/{key}")
             if info is None:
                 raise ZooError(f"truncated or corrupt torch checkpoint: no record for storage {_short(key)}")
@@ -124,8 +118,10 @@ def _read_zip(fh, size: int, budget: Budget) -> Any:
             st = Storage(dtype, numel, torch.empty((nbytes,), dtype=torch.uint8))
             _read_member(zf, info, nbytes, into=st.data.numpy())
             st.filled = True
-            storages[key] = st
             return st
+
+        def persistent(pid):
+            return storage_once(storages, pid, new_storage)
 
         return SafeUnpickler(io.BytesIO(data), what=TORCH_FORMATS, allowed=torch_names(budget),
                              persistent_load=persistent, budget=budget, size=len(data), encoding="utf-8").load()

@@ -853,6 +853,19 @@ def _storage_id(pid) -> tuple:
     return stype.dtype, key, numel
 
 
+def storage_once(storages: dict, pid, create) -> "Storage":
+    """The storage a persistent id names: the one already built for its key (which must agree in type and
+    size), else ``create(dtype, key, numel)``, remembered under the key."""
+    dtype, key, numel = _storage_id(pid)
+    if key in storages:
+        st = storages[key]
+        if st.dtype != dtype or st.numel != numel:
+            raise ZooError(f"storage {_short(key)} is declared twice with different types or sizes")
+        return st
+    storages[key] = create(dtype, key, numel)
+    return storages[key]
+
+
 def read_legacy(fh, size: int, budget: Budget, allowed: dict, what: str) -> Any:
     """Parse torch's pre-1.6 ``torch.save`` container from ``fh`` (``size`` bytes from its current
     position): magic number, protocol, sys info, the object pickle (storages as persistent ids), the
@@ -875,13 +888,7 @@ def read_legacy(fh, size: int, budget: Budget, allowed: dict, what: str) -> Any:
     storages: dict[str, Storage] = {}
     declared = [0]
 
-    def persistent(pid):
-        dtype, key, numel = _storage_id(pid)
-        if key in storages:
-            st = storages[key]
-            if st.dtype != dtype or st.numel != numel:
-                raise ZooError(f"storage {_short(key)} is declared twice with different types or sizes")
-            return st
+    def new_storage(dtype, key, numel):
         nbytes = numel * _itemsize(dtype)
         # its bytes (after an 8-byte size header) must follow the object pickle in this file
         declared[0] += nbytes + 8
@@ -890,8 +897,10 @@ def read_legacy(fh, size: int, budget: Budget, allowed: dict, what: str) -> Any:
             raise ZooError(f"truncated or corrupt torch data: storages of {declared[0]:,} bytes declared, only "
                            f"{left:,} bytes left in the file")
         budget.store(nbytes, f"a storage of {nbytes:,} bytes")
-        storages[key] = Storage(dtype, numel, torch.empty((nbytes,), dtype=torch.uint8))
-        return storages[key]
+        return Storage(dtype, numel, torch.empty((nbytes,), dtype=torch.uint8))
+
+    def persistent(pid):
+        return storage_once(storages, pid, new_storage)
 
     obj = SafeUnpickler(fh, what=what, allowed=allowed, persistent_load=persistent, budget=budget,
                         size=end - fh.tell(), encoding="utf-8").load()
