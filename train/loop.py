@@ -202,11 +202,9 @@ class Stats:
         return out
 
 
-def git_commit() -> str | None:
-    """HEAD of the source tree (with '-dirty' when tracked files have local changes), or None outside git."""
-    from zoo.environment import git_state
-
-    git = git_state()
+def git_commit(git: dict[str, Any]) -> str | None:
+    """HEAD of the source tree (with '-dirty' when tracked files have local changes), or None outside git;
+    ``git`` is ``zoo.environment.git_state()`` (already in the run's environment record)."""
     return (git["commit"] + ("-dirty" if git["dirty"] else "")) if git["commit"] else None
 
 
@@ -360,7 +358,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
             tracker.truncate(counters["nimg"])  # a resumed run re-does what came after its state
     params = {"config": cfg.config, "preset": cfg.preset, "method": spec.method, "ch_mul": str(spec.arch.ch_mul),
               "lambda": spec.lam, "T_kimg": cfg.stage1_kimg, "S_kimg": cfg.stage2_kimg, "seed": spec.seed,
-              "teacher": spec.teacher.summary() if spec.teacher else None, "git_commit": git_commit(),
+              "teacher": spec.teacher.summary() if spec.teacher else None, "git_commit": git_commit(env["git"]),
               "environment": env, "world_size": dist.world_size, "batch_gpu": batch_gpu, "device": str(device),
               "precision": spec.precision, "data": dataset_info(spec.dataset), "train": cfg.to_dict(),
               "arch": spec.arch.to_dict()}
