@@ -263,9 +263,9 @@ def eager_and_onnx_calls(name: str, widths, batch: int, tmp_path_factory, thread
     fed the same fixed inputs."""
     import torch
 
-    from export.exporter import export_generator
-    from export.graph import build_graph, fixed_inputs, input_specs
-    from export.onnx import OnnxGenerator
+    from zoo.export.exporter import export_generator
+    from zoo.export.graph import build_graph, fixed_inputs, input_specs
+    from zoo.export.onnx import OnnxGenerator
     from zoo.models import build_generator
 
     calls = {}

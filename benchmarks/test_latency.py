@@ -66,7 +66,7 @@ MARGINS = {"speedup": 0.30, "ref_units": 0.35, "ort_over_eager": 0.25}
 @pytest.fixture(scope="module")
 def timings(tmp_path_factory, eager_and_onnx_calls, gate_times):
     """{(ch_mul, backend): {"min_ms", "median_ms", "ref_units"}, "reference_min_ms": ...} plus the calls."""
-    from export.bench import measure_interleaved
+    from zoo.export.bench import measure_interleaved
 
     previous = torch.get_num_threads()
     if DEVICE == "cpu":

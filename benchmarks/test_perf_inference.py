@@ -45,7 +45,7 @@ def _nvlabs_generator(networks, ch_mul: str):
 
 
 def _executed_macs(G) -> int:
-    from export.stats import fvcore_macs
+    from zoo.export.stats import fvcore_macs
 
     return fvcore_macs(G)
 
@@ -160,7 +160,7 @@ def test_onnx_runtime_vs_eager(benchmark, tmp_path_factory, eager_and_onnx_calls
     import pytest
 
     pytest.importorskip("onnxruntime")
-    from export.bench import measure_interleaved
+    from zoo.export.bench import measure_interleaved
 
     threads = torch.get_num_threads()
     calls = eager_and_onnx_calls("stylegan2-church", SG2_WIDTHS, BATCH, tmp_path_factory, threads)

@@ -205,7 +205,7 @@ def _checkpoint(directory: Path, config: str, ch_mul: str) -> Path:
 
 def _bench_ceiling(checkpoint: Path, max_batch: int) -> dict:
     """zoo bench's batch-1 vs batch-``max_batch`` throughput on the server core, one thread."""
-    from export.bench import run_bench
+    from zoo.export.bench import run_bench
 
     server_cores, client_cores = _cores()
     before = os.sched_getaffinity(0)

@@ -23,11 +23,11 @@ CASES = {"stylegan2-emoji": (("1", "1/2", "1/4", "1/8"), 4), "biggan-emoji": (("
 
 
 def _images_per_second(out: Path, name: str, ch_mul: str, stage: int, teacher: Path | None, steps: int) -> float:
-    from train.config import get_train_config
-    from train.loop import RunSpec, train
-    from train.sources import RandomImages
-    from train.teacher import num_classes, resolve_teacher
-    from train.tracking import read_log
+    from zoo.train.config import get_train_config
+    from zoo.train.loop import RunSpec, train
+    from zoo.train.sources import RandomImages
+    from zoo.train.teacher import num_classes, resolve_teacher
+    from zoo.train.tracking import read_log
     from zoo.models import get_config
 
     demo = get_train_config(name, "demo", ch_mul)

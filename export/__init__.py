@@ -12,20 +12,20 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "export_generator": "export.exporter",
-    "load_export": "export.artifact",
-    "ExportedGenerator": "export.artifact",
-    "OnnxGenerator": "export.onnx",
-    "run_bench": "export.bench",
-    "latency_for": "export.bench",
-    "BatchRange": "export.spec",
-    "BACKENDS": "export.spec",
+    "export_generator": "zoo.export.exporter",
+    "load_export": "zoo.export.artifact",
+    "ExportedGenerator": "zoo.export.artifact",
+    "OnnxGenerator": "zoo.export.onnx",
+    "run_bench": "zoo.export.bench",
+    "latency_for": "zoo.export.bench",
+    "BatchRange": "zoo.export.spec",
+    "BACKENDS": "zoo.export.spec",
 }
 
 
 def __getattr__(name: str):
     if name not in _LAZY:
-        raise AttributeError(f"module 'export' has no attribute {name!r}")
+        raise AttributeError(f"module 'zoo.export' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value

@@ -35,10 +35,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from export.artifact import (device_info, is_artifact, load_export, now, read_export_json, resolve_source,
+from zoo.export.artifact import (device_info, is_artifact, load_export, now, read_export_json, resolve_source,
                              software_versions)
-from export.graph import build_graph, fixed_inputs, input_specs
-from export.spec import BENCH_BACKENDS, BatchRange, check_backend, check_dtype, parse_batch_list, torch_dtype
+from zoo.export.graph import build_graph, fixed_inputs, input_specs
+from zoo.export.spec import BENCH_BACKENDS, BatchRange, check_backend, check_dtype, parse_batch_list, torch_dtype
 from zoo.environment import hardware
 from zoo.errors import ZooError
 from zoo.latency import LatencyRow
@@ -203,13 +203,13 @@ def _runner(G, backend: str, dtype: str, device: str, threads: int, batch: Batch
         names = [s.name for s in input_specs(G)]
         return (lambda feeds: graph(*[feeds[n] for n in names])), {"runtime": "PyTorch eager"}
     if backend == "compile":
-        from export.compile import compile_at_load
+        from zoo.export.compile import compile_at_load
 
         graph = compile_at_load(build_graph(G, torch_dtype(dtype)).to(device))
         names = [s.name for s in input_specs(G)]
         return (lambda feeds: graph(*[feeds[n] for n in names])), {
             "runtime": "torch.compile(dynamic=True), Inductor; compiled during warm-up"}
-    from export.exporter import export_generator
+    from zoo.export.exporter import export_generator
 
     out = workdir / f"{backend}-{len(list(workdir.iterdir()))}"
     path, meta = export_generator(G, out, backend=backend, dtype=dtype, batch=batch, device=device, source=source)

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from export.spec import BACKENDS, DTYPES, BatchRange, check_backend, check_dtype
+from zoo.export.spec import BACKENDS, DTYPES, BatchRange, check_backend, check_dtype
 from zoo.errors import ZooError
 
 
@@ -52,8 +52,8 @@ def parse_batch_args(batch: str | None, dynamic_batch: str | None) -> BatchRange
 
 
 def run(args) -> int:
-    from export.artifact import resolve_source
-    from export.exporter import backend_module, export_generator
+    from zoo.export.artifact import resolve_source
+    from zoo.export.exporter import backend_module, export_generator
 
     backend = check_backend(args.backend)
     dtype = check_dtype(args.dtype or ("fp16" if backend == "tensorrt" else "fp32"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from export.spec import BatchRange
+from zoo.export.spec import BatchRange
 from zoo.errors import ZooError
 from zoo.runtime.compile import CompiledGenerator, load
 

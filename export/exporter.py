@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from export.artifact import model_info, now, software_versions, write_export_json
+from zoo.export.artifact import model_info, now, software_versions, write_export_json
 from zoo.checkpoint import staging_dir
-from export.graph import build_graph, family_of, fixed_inputs, input_specs, output_spec
-from export.spec import BACKENDS, BatchRange, check_backend, check_dtype, torch_dtype
-from export.verify import default_thresholds, verify
+from zoo.export.graph import build_graph, family_of, fixed_inputs, input_specs, output_spec
+from zoo.export.spec import BACKENDS, BatchRange, check_backend, check_dtype, torch_dtype
+from zoo.export.verify import default_thresholds, verify
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,6 @@ def export_generator(G, out: str | os.PathLike, backend: str = "onnx", dtype: st
         write_export_json(tmp, record)
         del runner
     log.info("exported %s %s to %s", backend, dtype, out)
-    from export.artifact import read_export_json
+    from zoo.export.artifact import read_export_json
 
     return Path(out), read_export_json(out)[1]

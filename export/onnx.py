@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from export.spec import BatchRange
+from zoo.export.spec import BatchRange
 from zoo.errors import ZooError, require
 from zoo.runtime.onnx import OnnxGenerator, check_runtime, default_threads, load
 

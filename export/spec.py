@@ -8,10 +8,10 @@ from zoo.runtime.base import positive_int as _positive_int
 
 # back-end -> (module implementing it, pip extra it needs, one-line description)
 BACKENDS: dict[str, tuple[str, str | None, str]] = {
-    "onnx": ("export.onnx", "onnx", "ONNX (opset >= 17) run with ONNX Runtime"),
-    "torchscript": ("export.torchscript", None, "torch.jit.trace (legacy; TorchScript is deprecated upstream)"),
-    "compile": ("export.compile", None, "torch.export + AOTInductor package (.pt2), compiled ahead of time"),
-    "tensorrt": ("export.tensorrt", "trt", "TensorRT FP16 engine through torch-tensorrt (CUDA only)"),
+    "onnx": ("zoo.export.onnx", "onnx", "ONNX (opset >= 17) run with ONNX Runtime"),
+    "torchscript": ("zoo.export.torchscript", None, "torch.jit.trace (legacy; TorchScript is deprecated upstream)"),
+    "compile": ("zoo.export.compile", None, "torch.export + AOTInductor package (.pt2), compiled ahead of time"),
+    "tensorrt": ("zoo.export.tensorrt", "trt", "TensorRT FP16 engine through torch-tensorrt (CUDA only)"),
 }
 # what `zoo bench` can time: the exported back-ends plus plain PyTorch
 BENCH_BACKENDS = ("eager", *BACKENDS)

@@ -1,6 +1,6 @@
 """TensorRT back-end: an FP16 engine built by torch-tensorrt, saved as ``model.ep``.
 
-* Requires CUDA, ``torch_tensorrt`` and ``tensorrt`` (``pip install 'ganzoo[trt]'``); both are imported
+* Requires CUDA, ``torch_tensorrt`` and ``tensorrt`` (``pip install 'dglgan-zoo[trt]'``); both are imported
   only inside functions, here and in :mod:`zoo.runtime.tensorrt` (``import torch_tensorrt`` fails on
   hosts without an NVIDIA driver).
 * TensorRT >= 10 builds *strongly typed* networks: precision follows the tensor dtypes, there is no
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from export.artifact import package_versions
-from export.spec import BatchRange, torch_dtype
+from zoo.export.artifact import package_versions
+from zoo.export.spec import BatchRange, torch_dtype
 from zoo.errors import ZooError, require
 from zoo.runtime.tensorrt import TrtGenerator, check_available, load
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from export.spec import BatchRange
+from zoo.export.spec import BatchRange
 from zoo.runtime.torchscript import TorchScriptGenerator, load
 
 FILE = "model.ts"

@@ -27,7 +27,7 @@ limit() {  # limit SECONDS -> min(SECONDS, what is left of the budget - 5), at l
 # ---- 1. environment ----------------------------------------------------------------------------------
 INSTALL="${GPU_CHECK_INSTALL:-1}"   # 0: use the interpreter as it is
 if [ "$INSTALL" = 1 ] && ! $PY -c "import torch, safetensors, numpy, tqdm, PIL, onnx, onnxruntime, onnxscript" 2>/dev/null; then
-  log "installing ganzoo[dev]"
+  log "installing dglgan-zoo[dev]"
   timeout "$(limit 240)" $PY -m pip install -q --retries 0 --timeout 15 -e '.[dev]' >"$OUT/pip.log" 2>&1 \
     || log "pip install -e '.[dev]' failed (see pip.log)"
 fi

@@ -159,8 +159,8 @@ def build_calls(backend: str, args, workdir: Path) -> tuple[dict, dict]:
     """{ch_mul: call} of one back-end at every width, and facts about how they were built."""
     import torch
 
-    from export.graph import build_graph, fixed_inputs, input_specs
-    from export.spec import torch_dtype
+    from zoo.export.graph import build_graph, fixed_inputs, input_specs
+    from zoo.export.spec import torch_dtype
 
     dtype = torch_dtype(args.dtype)
     calls, facts = {}, {"build_s": {}}
@@ -169,8 +169,8 @@ def build_calls(backend: str, args, workdir: Path) -> tuple[dict, dict]:
         G = generator(w, args.resolution)
         feeds = list(fixed_inputs(input_specs(G), args.batch, G.c_dim, args.device).values())
         if backend == "tensorrt":
-            from export.exporter import export_generator
-            from export.spec import BatchRange
+            from zoo.export.exporter import export_generator
+            from zoo.export.spec import BatchRange
             from zoo.runtime.tensorrt import TrtGenerator
 
             path, meta = export_generator(G, workdir / f"trt-{w.replace('/', '_')}", backend="tensorrt",
@@ -200,7 +200,7 @@ def build_calls(backend: str, args, workdir: Path) -> tuple[dict, dict]:
 def measure_backend(backend: str, args, workdir: Path) -> dict:
     import torch
 
-    from export.bench import measure_interleaved
+    from zoo.export.bench import measure_interleaved
 
     t0 = time.perf_counter()
     calls, facts = build_calls(backend, args, workdir)

@@ -23,5 +23,7 @@ fi
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+# the distribution was called "ganzoo" until it moved its stages under the `zoo` namespace: drop the old one
+.venv/bin/python -m pip uninstall -q -y ganzoo >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".[dev]"
 .venv/bin/zoo --version

@@ -25,12 +25,12 @@ import logging
 import time
 from typing import Any
 
-from serve.catalog import Catalog, Variant
-from serve.core import (FORMATS, NOISE_MODES, Job, Problem, Request, ascii_header, parse_budget, parse_choice,
+from zoo.serve.catalog import Catalog, Variant
+from zoo.serve.core import (FORMATS, NOISE_MODES, Job, Problem, Request, ascii_header, parse_budget, parse_choice,
                         parse_generate, parse_json, parse_labels, parse_model, parse_psi, parse_seed_text,
                         parse_version, parse_width, short)
-from serve.engine import LocalEngine, error_id
-from serve.metrics import Metrics
+from zoo.serve.engine import LocalEngine, error_id
+from zoo.serve.metrics import Metrics
 from zoo.errors import ZooError, require
 from zoo.sample import MAX_SEED
 
@@ -329,7 +329,7 @@ def create_app(checkpoints=None, registry: Any = None, capacity: int = 4, device
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
-        from serve.page import PAGE
+        from zoo.serve.page import PAGE
 
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
@@ -346,7 +346,7 @@ def create_app(checkpoints=None, registry: Any = None, capacity: int = 4, device
     async def metrics_route():
         if not metrics.enabled:
             return JSONResponse(status_code=501, content={"error": "metrics need prometheus_client: "
-                                                                   "pip install 'ganzoo[serve]'"})
+                                                                   "pip install 'dglgan-zoo[serve]'"})
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

@@ -18,7 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from serve.core import Problem, short
+from zoo.serve.core import Problem, short
 from zoo.errors import ZooError
 
 log = logging.getLogger("serve")

@@ -109,12 +109,12 @@ def run(args) -> int:
 
         torch.set_num_threads(args.threads)
     if args.ray:
-        from serve.ray_app import run_ray
+        from zoo.serve.ray_app import run_ray
 
         return run_ray(options, host=args.host, port=args.port, replicas=args.replicas, address=args.ray_address,
                        threads=args.threads)
     uvicorn = require("uvicorn", "serve", "the HTTP server")
-    from serve.app import create_app
+    from zoo.serve.app import create_app
 
     app = create_app(**options)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -25,9 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from serve.catalog import PINNED, Variant
-from serve.core import Facts, Job, Problem, check_job, encode, facts_of, run_batch
-from serve.metrics import Metrics
+from zoo.serve.catalog import PINNED, Variant
+from zoo.serve.core import Facts, Job, Problem, check_job, encode, facts_of, run_batch
+from zoo.serve.metrics import Metrics
 
 log = logging.getLogger("serve")
 

@@ -22,9 +22,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from serve.catalog import PINNED, Catalog
-from serve.core import Job, Problem, check_job, encode, run_batch
-from serve.engine import BatchInfo, error_id, load_variant
+from zoo.serve.catalog import PINNED, Catalog
+from zoo.serve.core import Job, Problem, check_job, encode, run_batch
+from zoo.serve.engine import BatchInfo, error_id, load_variant
 from zoo.errors import ZooError, require
 
 log = logging.getLogger("serve")
@@ -36,7 +36,7 @@ def _serve():
     try:
         from ray import serve
     except ImportError as exc:
-        raise ZooError(f"Ray Serve is not installed ({exc}): pip install 'ganzoo[ray]'") from None
+        raise ZooError(f"Ray Serve is not installed ({exc}): pip install 'dglgan-zoo[ray]'") from None
     return serve
 
 
@@ -164,7 +164,7 @@ def build_app(options: dict[str, Any], replicas: int = 1, threads: int | None = 
             self.app_options, self.family_handles = app_options, family_handles
 
         def __serve_build_asgi_app__(self):
-            from serve.app import create_app
+            from zoo.serve.app import create_app
 
             return create_app(**self.app_options, engine=RayEngine(self.family_handles))
 

@@ -34,9 +34,9 @@ def stub_evaluator(method: str, seed: int):
 def train_tiny(out: Path, method: str, seed: int, tracking_uri: str, ch_mul: str = "1/2", teacher=None,
                stage1_from=None, T: float = 0.016, S: float = 0.016):
     """tests/train_helpers.run_tiny with a seed, an experiment and the stub evaluator."""
-    from train.config import get_train_config
-    from train.loop import RunSpec, train
-    from train.teacher import resolve_teacher
+    from zoo.train.config import get_train_config
+    from zoo.train.loop import RunSpec, train
+    from zoo.train.teacher import resolve_teacher
 
     arch = tiny_arch(SG2, ch_mul)
     cfg = get_train_config(SG2, "demo", ch_mul, **{**TINY_TRAIN, "stage1_kimg": T, "stage2_kimg": S, "lam": 0.1,

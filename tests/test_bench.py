@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from export.bench import latency_for, measure, run_bench, summarize
+from zoo.export.bench import latency_for, measure, run_bench, summarize
 from zoo.cli import main
 
 ROW_KEYS = {"model", "ch_mul", "family", "resolution", "backend", "dtype", "batch", "warmup", "iters", "min_ms",

@@ -45,7 +45,7 @@ def row(report, label_start, ch_mul):
 
 
 def test_t_quantile():
-    from train.compare import t_cdf, t_quantile
+    from zoo.train.compare import t_cdf, t_quantile
 
     for dof, t in T975.items():
         assert t_quantile(0.975, dof) == pytest.approx(t, abs=1e-8)
@@ -56,7 +56,7 @@ def test_t_quantile():
 def test_variants_duplicates_and_unfinished_runs():
     """Rows are told apart by method + lambda + dgl_interval (the lazy teacher term is its own row, paired with
     the Baseline by seed); a run finished twice counts once (the latest); unfinished runs are left out, noted."""
-    from train.compare import RunRecord, build_report
+    from zoo.train.compare import RunRecord, build_report
 
     kid = {("dgl", 1, 0): 0.20, ("dgl", 1, 1): 0.25, ("dgl", 1, 2): 0.22, ("dgl", 4, 0): 0.21, ("dgl", 4, 1): 0.30,
            ("baseline", 1, 0): 0.24, ("baseline", 1, 1): 0.27, ("baseline", 1, 2): 0.26}
@@ -190,7 +190,7 @@ def test_runs_dir_fallback(study, capsys, monkeypatch):
     code, out, err = zoo("--runs-dir", study, "--format", "json", capsys=capsys)
     assert code == 0 and json.loads(out)["notes"] == []  # no "unfinished run" from mlartifacts/
     code, out, err = zoo("--experiment", EXPERIMENT, "--tracking-uri", uri(study), capsys=capsys)
-    assert code == 2 and "pip install 'ganzoo[mlflow]'" in err
+    assert code == 2 and "pip install 'dglgan-zoo[mlflow]'" in err
 
 
 def edited_copy(study: Path, tmp_path: Path, run: str, edit) -> Path:
@@ -297,10 +297,10 @@ def test_training_evaluators_record_provenance():
     stores it as summary.json's metrics_info), and runs evaluated at another n are refused a shared column."""
     import numpy as np
 
-    from train.cli import make_evaluator as cli_evaluator
-    from train.compare import RunRecord, check_provenance
-    from train.data.dataset import ImageDataset
-    from train.metrics.evaluation import make_evaluator
+    from zoo.train.cli import make_evaluator as cli_evaluator
+    from zoo.train.compare import RunRecord, check_provenance
+    from zoo.train.data.dataset import ImageDataset
+    from zoo.train.metrics.evaluation import make_evaluator
     from zoo.models import build_generator
 
     images = np.random.RandomState(0).randint(0, 256, (40, 3, 16, 16), dtype=np.uint8)

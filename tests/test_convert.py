@@ -461,7 +461,7 @@ def test_full_width_import_is_recognised_as_the_catalogue_teacher():
 
 
 def test_imported_checkpoint_is_accepted_as_a_dgl_teacher(nvlabs_globals, tmp_path):
-    teacher = pytest.importorskip("train.teacher")
+    teacher = pytest.importorskip("zoo.train.teacher")
     from zoo.models import get_config
 
     out = tmp_path / "teachers" / "tiny"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.data import build_dataset, infinite_loader, load_dataset, save_dataset
-from train.data.dataset import ImageDataset
+from zoo.train.data import build_dataset, infinite_loader, load_dataset, save_dataset
+from zoo.train.data.dataset import ImageDataset
 from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.models import CATALOG

@@ -5,10 +5,10 @@ import sys
 import pytest
 import torch
 
-from export.artifact import load_export, read_export_json
-from export.exporter import export_generator
-from export.spec import BatchRange, parse_batch_list
-from export.verify import VerificationError
+from zoo.export.artifact import load_export, read_export_json
+from zoo.export.exporter import export_generator
+from zoo.export.spec import BatchRange, parse_batch_list
+from zoo.export.verify import VerificationError
 from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.models import build_generator
@@ -33,7 +33,7 @@ def sg2_onnx(sg2, tmp_path_factory):
 
 
 def test_onnx_stylegan2_parity_two_batch_sizes_one_artifact(sg2, sg2_onnx):
-    from export.onnx import OnnxGenerator
+    from zoo.export.onnx import OnnxGenerator
 
     path, meta = sg2_onnx
     G = OnnxGenerator(path, threads=1)
@@ -153,7 +153,7 @@ def test_cli_export_missing_extra_names_the_extra(monkeypatch, tmp_path, capsys)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     assert main(["export", "stylegan2-emoji", "--backend", "onnx", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "onnxruntime" in err and "pip install 'ganzoo[onnx]'" in err
+    assert "onnxruntime" in err and "pip install 'dglgan-zoo[onnx]'" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")

@@ -9,8 +9,8 @@ import importlib.util
 import pytest
 import torch
 
-from export.graph import build_graph, fixed_inputs, input_specs
-from export.spec import BatchRange
+from zoo.export.graph import build_graph, fixed_inputs, input_specs
+from zoo.export.spec import BatchRange
 from zoo.models import build_generator
 
 pytestmark = pytest.mark.gpu
@@ -44,7 +44,7 @@ def test_cuda_eager_graph_matches_cpu(sg2):
 
 @pytest.mark.parametrize("which", ["sg2", "biggan"])
 def test_torch_compile_matches_eager_two_batch_sizes(which, request):
-    from export.compile import compile_at_load
+    from zoo.export.compile import compile_at_load
 
     G = request.getfixturevalue(which)
     eager = build_graph(G)
@@ -56,8 +56,8 @@ def test_torch_compile_matches_eager_two_batch_sizes(which, request):
 
 
 def test_aot_inductor_cuda_package(sg2, tmp_path):
-    from export.artifact import load_export
-    from export.exporter import export_generator
+    from zoo.export.artifact import load_export
+    from zoo.export.exporter import export_generator
 
     path, meta = export_generator(sg2, tmp_path / "aoti", backend="compile", device=CUDA, batch=BatchRange(1, 4, 16))
     assert meta["device"] == CUDA and meta["verification"]["passed"]
@@ -71,8 +71,8 @@ def test_onnx_runtime_cuda_provider(sg2, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is not installed (no CUDAExecutionProvider)")
-    from export.exporter import export_generator
-    from export.onnx import OnnxGenerator
+    from zoo.export.exporter import export_generator
+    from zoo.export.onnx import OnnxGenerator
 
     for dtype in ("fp32", "fp16"):
         path, meta = export_generator(sg2, tmp_path / dtype, backend="onnx", dtype=dtype, device=CUDA)
@@ -87,8 +87,8 @@ def test_onnx_runtime_cuda_provider(sg2, tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("torch_tensorrt") is None, reason="torch-tensorrt is not installed")
 def test_tensorrt_fp16_engine(sg2, tmp_path):
-    from export.artifact import load_export
-    from export.exporter import export_generator
+    from zoo.export.artifact import load_export
+    from zoo.export.exporter import export_generator
 
     path, meta = export_generator(sg2, tmp_path / "trt", backend="tensorrt", dtype="fp16", device=CUDA,
                                   batch=BatchRange(1, 4, 8))
@@ -102,7 +102,7 @@ def test_tensorrt_fp16_engine(sg2, tmp_path):
 
 
 def test_bench_on_cuda_uses_cuda_events():
-    from export.bench import run_bench
+    from zoo.export.bench import run_bench
 
     table = run_bench(["stylegan2-fashion-mnist"], backends=["eager"], batches=[1, 4], ch_muls=["1", "1/2"],
                       device=CUDA, warmup=1, iters=3, progress=False)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from train.data import build_dataset
-from train.data.dataset import ImageDataset
-from train.metrics import MetricSettings, evaluate, make_evaluator
-from train.metrics.classifier import ClassifierSettings
-from train.metrics.stats import fd, kid, precision_recall
-from train.metrics.swd import laplacian_pyramid, pyr_up, swd
+from zoo.train.data import build_dataset
+from zoo.train.data.dataset import ImageDataset
+from zoo.train.metrics import MetricSettings, evaluate, make_evaluator
+from zoo.train.metrics.classifier import ClassifierSettings
+from zoo.train.metrics.stats import fd, kid, precision_recall
+from zoo.train.metrics.swd import laplacian_pyramid, pyr_up, swd
 from zoo.cli import main
 from zoo.errors import ZooError
 
@@ -104,8 +104,8 @@ def test_swd_levels_and_degradations(halves):
 
 def test_efficientnet_lite0_is_the_imagenet_network():
     """Weights load from site-packages (no network); fused BN is exact; ImageNet classes come out right."""
-    from train.data.emoji import Renderer
-    from train.metrics.efflite import EfficientNetLite0, fuse_batchnorm, load_efficientnet_lite0, weights_path
+    from zoo.train.data.emoji import Renderer
+    from zoo.train.metrics.efflite import EfficientNetLite0, fuse_batchnorm, load_efficientnet_lite0, weights_path
 
     net, sha = load_efficientnet_lite0()
     assert len(sha) == 64 and "site-packages" in str(weights_path())
@@ -280,8 +280,8 @@ def test_fid_and_is_only_with_weights(halves, tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------ CLI
 
 def test_zoo_eval_json_and_cache(halves, tmp_path, capsys):
-    from train.data import save_dataset
-    from train.metrics.features import cache_dir
+    from zoo.train.data import save_dataset
+    from zoo.train.metrics.features import cache_dir
 
     A, B = halves
     real = save_dataset(ImageDataset(A.images, A.labels, A.label_names, "A"), tmp_path / "A")

@@ -240,10 +240,10 @@ def test_onnx_backend_is_the_export_runtime_wrapper(tmp_path):
     """zoo.load(backend="onnx") opens the entry's exports/onnx/ artifact with export's own wrapper."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from export.artifact import load_export
-    from export.exporter import export_generator
-    from export.onnx import OnnxGenerator
-    from export.spec import BatchRange
+    from zoo.export.artifact import load_export
+    from zoo.export.exporter import export_generator
+    from zoo.export.onnx import OnnxGenerator
+    from zoo.export.spec import BatchRange
 
     directory, G = make_checkpoint(tmp_path / "c")
     # `zoo export <ckpt> --backend onnx --out <ckpt>/exports/onnx`, then publish: the whole artifact goes in
@@ -289,7 +289,7 @@ def test_tensorrt_backend_without_the_extra_names_it(tmp_path):
     (trt_dir / "model.ep").write_bytes(b"engine")
     (trt_dir / "export.json").write_text(json.dumps({"format": "ganzoo-export/1", "backend": "tensorrt"}))
     publish(directory, name="trt-test")
-    with pytest.raises(MissingExtraError, match=r"'torch_tensorrt' is needed for backend='tensorrt'.*ganzoo\[trt\]"):
+    with pytest.raises(MissingExtraError, match=r"'torch_tensorrt' is needed for backend='tensorrt'.*dglgan-zoo\[trt\]"):
         zoo.load("trt-test", ch_mul="1/8", backend="tensorrt")
 
 

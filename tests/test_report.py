@@ -63,7 +63,7 @@ def test_page_is_self_contained(page):
 def test_paper_figures():
     """The speedups drawn beside ours are the paper's (section 4.1: 2.22 / 3.47 / 4.38x), which are its
     Table 2 times 1.49 s / (0.67, 0.43, 0.34) s."""
-    from train.report import PAPER_V100_SECONDS, PAPER_V100_SPEEDUP
+    from zoo.train.report import PAPER_V100_SECONDS, PAPER_V100_SPEEDUP
 
     assert PAPER_V100_SPEEDUP == {"1": 1.0, "1/2": 2.22, "1/4": 3.47, "1/8": 4.38}
     for ch, s in PAPER_V100_SECONDS.items():
@@ -99,5 +99,5 @@ def test_missing_matplotlib_is_a_clear_error(study, tmp_path, capsys, monkeypatc
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code = main(["compare", "--runs-dir", str(study / "runs"), "--format", "html", "--out", str(tmp_path)])
     assert code == 2
-    assert "the HTML report's plots need matplotlib: pip install 'ganzoo[report]'" in capsys.readouterr().err
+    assert "the HTML report's plots need matplotlib: pip install 'dglgan-zoo[report]'" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()

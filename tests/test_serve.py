@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from serve.app import create_app  # noqa: E402
+from zoo.serve.app import create_app  # noqa: E402
 from zoo.checkpoint import save_checkpoint  # noqa: E402
 from zoo.models import build_generator, get_config  # noqa: E402
 
@@ -98,7 +98,7 @@ def test_cli_serves_over_http(tmp_path):
 
     import httpx
 
-    from serve.testing import tiny_checkpoint
+    from zoo.serve.testing import tiny_checkpoint
 
     a, b = tiny_checkpoint(tmp_path / "a", "1"), tiny_checkpoint(tmp_path / "b", "1/2", seed=1)
     env = {**os.environ, "GANZOO_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
@@ -130,7 +130,7 @@ def test_server_latents_are_zoo_sample_latents():
     the same numpy generator, seeded the same way), so a served seed is the seed everywhere else."""
     import torch
 
-    from serve.core import Job, latents
+    from zoo.serve.core import Job, latents
     from zoo.images import seeded_latents
 
     class G:
@@ -144,8 +144,8 @@ def test_a_full_queue_is_503(tmp_path):
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    from serve.core import Job, Problem
-    from serve.engine import Batcher
+    from zoo.serve.core import Job, Problem
+    from zoo.serve.engine import Batcher
 
     batcher = Batcher(ThreadPoolExecutor(1), workers=1, max_queue=2)
     with pytest.raises(Problem) as info:

@@ -10,8 +10,8 @@ from browser_helpers import headless_chromium
 
 pytest.importorskip("fastapi")
 
-from serve.app import create_app  # noqa: E402
-from serve.testing import ServerThread, tiny_checkpoint  # noqa: E402
+from zoo.serve.app import create_app  # noqa: E402
+from zoo.serve.testing import ServerThread, tiny_checkpoint  # noqa: E402
 from zoo.environment import hardware  # noqa: E402
 
 WIDTHS = ("1", "1/2", "1/4")

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from serve.app import create_app  # noqa: E402
-from serve.core import FORMATS  # noqa: E402
-from serve.testing import tiny_checkpoint  # noqa: E402
+from zoo.serve.app import create_app  # noqa: E402
+from zoo.serve.core import FORMATS  # noqa: E402
+from zoo.serve.testing import tiny_checkpoint  # noqa: E402
 
 FUZZ = dict(derandomize=True, database=None, deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,

@@ -20,8 +20,8 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from serve.app import create_app  # noqa: E402
-from serve.testing import ServerThread, tiny_checkpoint  # noqa: E402
+from zoo.serve.app import create_app  # noqa: E402
+from zoo.serve.testing import ServerThread, tiny_checkpoint  # noqa: E402
 from zoo.environment import hardware  # noqa: E402
 
 MODEL = "sg2-tiny"
@@ -201,7 +201,7 @@ def test_concurrent_requests_share_forwards_and_images(server):
 
 def test_batched_forward_matches_alone_before_quantisation(server):
     """The float images of a job are the same, within 1e-5, whether it runs alone or batched with others."""
-    from serve.core import Job, check_job, run_batch
+    from zoo.serve.core import Job, check_job, run_batch
 
     loaded = next(x for x in server.app.state.engine.pool.loaded() if x.variant.ch_mul == "1/4")
     jobs = [check_job(Job(seeds=[s, s + 1]), loaded.facts) for s in (0, 10, 20)]
@@ -214,8 +214,8 @@ def test_batched_forward_matches_alone_before_quantisation(server):
 def test_model_pool_is_an_lru_under_a_memory_budget(zoo_files):
     import asyncio
 
-    from serve.catalog import Catalog
-    from serve.engine import ModelPool
+    from zoo.serve.catalog import Catalog
+    from zoo.serve.engine import ModelPool
 
     root, registry, cond = zoo_files
     catalog = Catalog([], str(registry))

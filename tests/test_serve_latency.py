@@ -6,7 +6,7 @@ import math
 import pytest
 
 import zoo
-from serve.testing import tiny_checkpoint
+from zoo.serve.testing import tiny_checkpoint
 from zoo.cli import main
 from zoo.environment import hardware
 from zoo.errors import ZooError
@@ -181,7 +181,7 @@ def test_bench_rows_carry_the_fingerprint(tmp_path, capsys):
     assert table["hardware"]["fingerprint"] == FP
     (r,) = table["rows"]
     assert r["fingerprint"] == FP and LatencyRow.from_dict(r).matches(FP)
-    from export.bench import latency_for
+    from zoo.export.bench import latency_for
 
     (stored,) = latency_for(table, "1/2")
     assert stored["fingerprint"] == FP and stored["device"] == table["device"]["name"]

@@ -26,8 +26,8 @@ def ray_server(tmp_path_factory):
     import ray
     from ray import serve
 
-    from serve.ray_app import build_app
-    from serve.testing import tiny_checkpoint
+    from zoo.serve.ray_app import build_app
+    from zoo.serve.testing import tiny_checkpoint
 
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("ray")

@@ -30,7 +30,7 @@ def _sweep_file(tmp_path: Path, **changes) -> Path:
 
 
 def test_a_sweep_expands_into_paired_runs(tmp_path):
-    from train.sweep import load_sweep
+    from zoo.train.sweep import load_sweep
 
     sweep = load_sweep(_sweep_file(tmp_path))
     runs = sweep.by_name()
@@ -50,7 +50,7 @@ def test_a_sweep_expands_into_paired_runs(tmp_path):
 
 
 def test_bad_sweep_files_are_clear_errors(tmp_path):
-    from train.sweep import load_sweep
+    from zoo.train.sweep import load_sweep
     from zoo.errors import ZooError
 
     bad = tmp_path / "bad.json"
@@ -63,7 +63,7 @@ def test_bad_sweep_files_are_clear_errors(tmp_path):
 def test_local_sweep_runs_resumes_and_skips_finished_runs(tmp_path):
     """End to end on this machine: every run finishes; each Baseline starts from its DGL run's stage I
     (identical weights at T); a second invocation starts nothing; the status table counts CPU time."""
-    from train.sweep import load_sweep, run_local, run_status, status_table
+    from zoo.train.sweep import load_sweep, run_local, run_status, status_table
 
     sweep = load_sweep(_sweep_file(tmp_path))
     results = run_local(sweep, workers=2, poll_s=0.2, say=lambda *_: None)
@@ -92,8 +92,8 @@ def test_local_sweep_runs_resumes_and_skips_finished_runs(tmp_path):
 
 
 def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):
-    from train.runlock import lock_run
-    from train.sweep import execute, load_sweep, run_status
+    from zoo.train.runlock import lock_run
+    from zoo.train.sweep import execute, load_sweep, run_status
 
     sweep = load_sweep(_sweep_file(tmp_path))
     teacher = sweep.by_name()["teacher"]
@@ -124,7 +124,7 @@ def test_plan_and_status_have_no_side_effects(tmp_path, capsys):
 def test_ray_sweep(tmp_path):
     """The same sweep as Ray tasks on a local Ray instance (dependencies as object refs)."""
     ray = pytest.importorskip("ray")
-    from train.sweep import load_sweep, run_ray, run_status
+    from zoo.train.sweep import load_sweep, run_ray, run_status
 
     sweep = load_sweep(_sweep_file(tmp_path, variants=[]))
     try:

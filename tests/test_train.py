@@ -27,7 +27,7 @@ def teachers(tmp_path_factory):
 # ------------------------------------------------------------------------------------------ losses
 
 def test_loss_terms_match_their_formulas():
-    from train.losses import OBJECTIVES, d_hinge, d_logistic, g_hinge, g_nonsaturating
+    from zoo.train.losses import OBJECTIVES, d_hinge, d_logistic, g_hinge, g_nonsaturating
 
     real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
     sp = torch.nn.functional.softplus
@@ -39,7 +39,7 @@ def test_loss_terms_match_their_formulas():
 
 
 def test_r1_and_path_length_on_known_functions():
-    from train.losses import path_lengths, r1_penalty
+    from zoo.train.losses import path_lengths, r1_penalty
 
     x = torch.randn(3, 1, 2, 2, requires_grad=True)
     logits = (3 * x).sum(dim=[1, 2, 3])                           # grad = 3 everywhere, 4 pixels
@@ -50,8 +50,8 @@ def test_r1_and_path_length_on_known_functions():
 
 
 def test_dgl_term_is_the_family_generator_loss_against_the_teacher(teachers):
-    from train.losses import OBJECTIVES, dgl_term
-    from train.teacher import resolve_teacher
+    from zoo.train.losses import OBJECTIVES, dgl_term
+    from zoo.train.teacher import resolve_teacher
 
     D_bar = resolve_teacher(str(teachers[SG2]), tiny_arch(SG2, "1/2")).load_discriminator()
     fake = torch.randn(4, 3, 16, 16, requires_grad=True)
@@ -65,7 +65,7 @@ def test_dgl_term_is_the_family_generator_loss_against_the_teacher(teachers):
 # ------------------------------------------------------------------------------------------ configs
 
 def test_paper_presets_are_the_papers_settings():
-    from train.config import get_train_config
+    from zoo.train.config import get_train_config
 
     ffhq = {w: get_train_config("stylegan2-ffhq", "paper", w) for w in ("1/2", "1/4", "1/8")}
     assert [(c.stage1_kimg, c.stage2_kimg) for c in ffhq.values()] == [(15000, 65000), (15000, 65000),
@@ -82,7 +82,7 @@ def test_paper_presets_are_the_papers_settings():
 
 
 def test_every_embedded_config_has_demo_and_study_presets():
-    from train.config import get_train_config, presets_of
+    from zoo.train.config import get_train_config, presets_of
 
     for name in ("stylegan2-emoji", "biggan-emoji", "stylegan2-fashion-mnist", "biggan-fashion-mnist"):
         assert presets_of(name) == ["demo", "study"]
@@ -99,7 +99,7 @@ def test_every_embedded_config_has_demo_and_study_presets():
     (dict(config="stylegan2-emoji", dgl_interval=0), "dgl_interval"),
 ])
 def test_bad_training_configs(kwargs, message):
-    from train.config import get_train_config
+    from zoo.train.config import get_train_config
 
     with pytest.raises(ValueError, match=message):
         get_train_config(**kwargs)
@@ -108,8 +108,8 @@ def test_bad_training_configs(kwargs, message):
 # ------------------------------------------------------------------------------------------ Algorithm 1
 
 def test_stage_switch_happens_exactly_at_T_and_adds_only_the_dgl_term(tmp_path, teachers):
-    from train.state import read_counters
-    from train.tracking import read_log
+    from zoo.train.state import read_counters
+    from zoo.train.tracking import read_log
 
     summary = run_tiny(tmp_path / "run", teacher=teachers[SG2], T=0.024, S=0.016)
     log = read_log(tmp_path / "run" / "log.jsonl")
@@ -149,8 +149,8 @@ def test_lambda_zero_is_exactly_the_baseline_and_lambda_matters(tmp_path, teache
 @pytest.mark.parametrize("interval", [1, 3])
 def test_lazy_dgl_term_runs_every_k_th_step_with_weight_lambda_k(tmp_path, teachers, monkeypatch, interval):
     """dgl_interval k: Adv(G, D_bar) on G steps 0, k, 2k, ... of stage II's step counter, weighted lambda * k."""
-    import train.loop
-    from train.losses import dgl_term
+    import zoo.train.loop as train_loop
+    from zoo.train.losses import dgl_term
 
     calls = []
 
@@ -160,7 +160,7 @@ def test_lazy_dgl_term_runs_every_k_th_step_with_weight_lambda_k(tmp_path, teach
         value.register_hook(lambda grad, slot=calls[-1]: slot.__setitem__(0, float(grad)))
         return value
 
-    monkeypatch.setattr(train.loop, "dgl_term", recording_dgl_term)
+    monkeypatch.setattr(train_loop, "dgl_term", recording_dgl_term)
     run_tiny(tmp_path / "run", teacher=teachers[SG2], T=0.024, S=0.048, dgl_interval=interval)  # steps 3..8
     assert len(calls) == len([s for s in range(3, 9) if s % interval == 0])
     assert "batch_gpu" not in TINY_TRAIN  # one micro-batch: d loss / d Adv(G, D_bar) is the weight itself
@@ -168,8 +168,8 @@ def test_lazy_dgl_term_runs_every_k_th_step_with_weight_lambda_k(tmp_path, teach
 
 
 def test_biggan_teacher_D_stays_bit_identical(tmp_path, teachers):
-    from train.losses import OBJECTIVES, dgl_term
-    from train.teacher import resolve_teacher
+    from zoo.train.losses import OBJECTIVES, dgl_term
+    from zoo.train.teacher import resolve_teacher
 
     before = weights(teachers[BIGGAN] / "discriminator.safetensors")
     summary = run_tiny(tmp_path / "run", name=BIGGAN, teacher=teachers[BIGGAN], T=0.008, S=0.016)
@@ -224,7 +224,7 @@ def test_open_ended_stage2_stops_at_divergence_and_keeps_the_best_snapshot(tmp_p
 
 
 def test_a_failing_metric_does_not_kill_the_run(tmp_path, teachers):
-    from train.tracking import read_log
+    from zoo.train.tracking import read_log
 
     def broken(G, names, device):
         raise RuntimeError("feature network missing")
@@ -347,7 +347,7 @@ def test_bad_input_is_a_clear_error_before_training(tmp_path, capsys, teachers, 
 
 
 def test_teacher_can_be_a_registry_entry(tmp_path, teachers):
-    from train.teacher import resolve_teacher
+    from zoo.train.teacher import resolve_teacher
     from zoo.errors import ZooError
     from zoo.registry import publish
 

@@ -11,9 +11,9 @@ pytestmark = pytest.mark.gpu
 @pytest.mark.parametrize("name", [SG2, BIGGAN])
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_mixed_precision_runs_both_stages(tmp_path, name, precision):
-    from train.config import get_train_config
-    from train.loop import RunSpec, train
-    from train.teacher import resolve_teacher
+    from zoo.train.config import get_train_config
+    from zoo.train.loop import RunSpec, train
+    from zoo.train.teacher import resolve_teacher
     from train_helpers import TINY_TRAIN, tiny_arch, tiny_dataset
 
     teacher = save_tiny_checkpoint(tmp_path / "teacher", name)
@@ -31,10 +31,10 @@ def test_mixed_precision_runs_both_stages(tmp_path, name, precision):
 
 @pytest.mark.parametrize("name, ch_mul, batch", [("stylegan2-ffhq", "1/2", 8), ("biggan-imagenet", "1/2", 32)])
 def test_paper_scale_student_steps_on_gpu(tmp_path, name, ch_mul, batch):
-    from train.config import get_train_config
-    from train.loop import RunSpec, train
-    from train.sources import RandomImages
-    from train.teacher import num_classes, resolve_teacher
+    from zoo.train.config import get_train_config
+    from zoo.train.loop import RunSpec, train
+    from zoo.train.sources import RandomImages
+    from zoo.train.teacher import num_classes, resolve_teacher
     from zoo.checkpoint import save_checkpoint
     from zoo.models import build_discriminator, build_generator, get_config
 

@@ -11,10 +11,10 @@ PAPER = [("stylegan2-ffhq", "1/8"), ("stylegan2-church", "1/8"), ("biggan-imagen
 @pytest.mark.slow
 @pytest.mark.parametrize("name, ch_mul", PAPER)
 def test_paper_config_runs_both_stages_at_reduced_batch(tmp_path, name, ch_mul):
-    from train.config import get_train_config
-    from train.loop import RunSpec, train
-    from train.sources import RandomImages
-    from train.teacher import num_classes, resolve_teacher
+    from zoo.train.config import get_train_config
+    from zoo.train.loop import RunSpec, train
+    from zoo.train.sources import RandomImages
+    from zoo.train.teacher import num_classes, resolve_teacher
     from zoo.checkpoint import save_checkpoint
     from zoo.models import build_discriminator, build_generator, get_config
 

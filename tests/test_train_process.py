@@ -100,7 +100,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path, te
     # only rank 0 wrote: one start event, each tick once, one MLflow run
     summary = json.loads((tmp_path / "two/run/summary.json").read_text())
     assert summary["world_size"] == 2
-    from train.tracking import read_log
+    from zoo.train.tracking import read_log
 
     records = read_log(tmp_path / "two/run/log.jsonl")
     assert [r["event"] for r in records].count("start") == 1

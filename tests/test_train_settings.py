@@ -42,7 +42,7 @@ def _cli_schedule(config, ch_mul, method, tmp_path):
     """(T, S) as `zoo train` resolves them from the command line (no training)."""
     import argparse
 
-    from train.cli import add_arguments, build_spec
+    from zoo.train.cli import add_arguments, build_spec
 
     argv = ["--config", config, "--ch-mul", ch_mul, "--out", str(tmp_path / "run"), "--data", "random:4",
             "--metrics", "none"]
@@ -59,7 +59,7 @@ def _cli_schedule(config, ch_mul, method, tmp_path):
 
 @pytest.mark.parametrize("key", sorted(PAPER_SCHEDULES), ids=lambda k: "-".join(k).replace("/", "_"))
 def test_every_width_of_every_paper_preset_has_the_papers_schedule(key, tmp_path, monkeypatch):
-    from train.config import get_train_config
+    from zoo.train.config import get_train_config
 
     config, ch_mul, method = key
     monkeypatch.setattr("train.cli.check_dataset", lambda *a, **k: None, raising=False)
@@ -81,7 +81,7 @@ def test_the_schedule_table_covers_every_shipped_width():
 def test_church_gamma_and_xflip_come_from_the_authors_launcher():
     """authors: run_distillation.py hard-codes D_loss.gamma = 10 and mirror augmentation defaults to false
     (set true only in their FFHQ commands).  NVlabs' church run (gamma 100) is not the source."""
-    from train.config import get_train_config
+    from zoo.train.config import get_train_config
 
     church = get_train_config("stylegan2-church", "paper", "1/4")
     ffhq = get_train_config("stylegan2-ffhq", "paper", "1/4")
@@ -94,8 +94,8 @@ def test_church_gamma_and_xflip_come_from_the_authors_launcher():
 def test_ema_beta_per_family():
     """NVlabs: beta = 0.5 ** (batch / (ema_kimg * 1000)), ema_kimg ramped up as nimg * rampup.
     BigGAN: decay 0.9999 from iteration 20000 (a plain copy before it)."""
-    from train.config import get_train_config
-    from train.loop import ema_beta
+    from zoo.train.config import get_train_config
+    from zoo.train.loop import ema_beta
 
     sg2 = get_train_config("stylegan2-ffhq", "paper", "1/2")
     assert ema_beta(sg2, 0) == pytest.approx(0.5 ** (32 / 10_000))
@@ -111,7 +111,7 @@ def test_ema_beta_per_family():
 def test_ema_buffers_follow_each_familys_reference(name):
     """NVlabs averages parameters and copies buffers; BigGAN-PyTorch's utils.ema averages every state
     entry, so BN running statistics and SN u vectors of G_ema are averages."""
-    from train.loop import EMA_AVERAGES_BUFFERS, update_ema
+    from zoo.train.loop import EMA_AVERAGES_BUFFERS, update_ema
     from zoo.models import build_generator
 
     arch = tiny_arch(name)
@@ -173,7 +173,7 @@ def test_adam_state_at_the_stage_switch(tmp_path, rule, g_steps):
 
 
 def test_restart_is_the_default():
-    from train.config import get_train_config
+    from zoo.train.config import get_train_config
 
     for config, preset in [("stylegan2-ffhq", "paper"), ("biggan-imagenet", "paper"), (SG2, "study")]:
         assert get_train_config(config, preset, "1/2").stage2_optimizer == "restart"
@@ -189,7 +189,7 @@ def test_lazy_regularisation_lr_and_betas_per_network(tmp_path, name, g_interval
 
     run_tiny(tmp_path / "run", name, method="baseline", ch_mul="1", T=0.008, S=0)
     groups = json.loads((tmp_path / "run" / "state" / "counters.json").read_text())["optimizer_groups"]
-    from train.config import get_train_config
+    from zoo.train.config import get_train_config
 
     cfg = get_train_config(name, "demo", "1")
     for net, lr, k in (("G", cfg.g_lr, g_interval), ("D", cfg.d_lr, d_interval)):
@@ -204,7 +204,7 @@ def test_lazy_regularisation_lr_and_betas_per_network(tmp_path, name, g_interval
 @pytest.mark.parametrize("name", [SG2, BIGGAN])
 def test_student_and_teacher_discriminators_see_the_same_fake_tensor(tmp_path, name, monkeypatch):
     """Algorithm 1: Adv(G, D) and Adv(G, D_bar) in one G step score the same G(z), not two draws."""
-    import train.loop as loop
+    import zoo.train.loop as loop
     import zoo.models
 
     teacher = save_tiny_checkpoint(tmp_path / "teacher", name)
@@ -277,7 +277,7 @@ def test_resume_never_silently_starts_over(tmp_path):
 
 
 def test_one_process_per_run_directory(tmp_path):
-    from train.runlock import is_locked, lock_run
+    from zoo.train.runlock import is_locked, lock_run
     from zoo.errors import ZooError
 
     held = lock_run(tmp_path / "run")

@@ -24,8 +24,8 @@ def tiny_arch(name: str, ch_mul: str = "1", **overrides):
 
 
 def tiny_dataset(name: str, n: int = 32):
-    from train.sources import RandomImages
-    from train.teacher import num_classes
+    from zoo.train.sources import RandomImages
+    from zoo.train.teacher import num_classes
 
     arch = tiny_arch(name)
     return RandomImages(arch.resolution, arch.img_channels, num_classes(arch), n=n)
@@ -47,9 +47,9 @@ def run_tiny(out: Path, name: str = SG2, method: str = "dgl", teacher: Path | No
              T: float = 0.016, S: float = 0.016, lam: float = 0.1, tracking_uri: str | None = "none",
              **train_overrides):
     """Train a tiny run in-process; returns its summary."""
-    from train.config import get_train_config
-    from train.loop import RunSpec, train
-    from train.teacher import resolve_teacher
+    from zoo.train.config import get_train_config
+    from zoo.train.loop import RunSpec, train
+    from zoo.train.teacher import resolve_teacher
 
     arch = tiny_arch(name, ch_mul)
     stop_kimg = train_overrides.pop("stop_kimg", None)
@@ -66,7 +66,7 @@ def run_tiny(out: Path, name: str = SG2, method: str = "dgl", teacher: Path | No
 
 
 def ticks(run_dir: Path) -> list[dict]:
-    from train.tracking import read_log
+    from zoo.train.tracking import read_log
 
     return [r for r in read_log(Path(run_dir) / "log.jsonl") if r["event"] == "tick"]
 

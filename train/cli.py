@@ -82,7 +82,7 @@ def check_config_numbers(cfg) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from train.config import PRESETS
+    from zoo.train.config import PRESETS
 
     p = parser
     p.add_argument("--config", required=True, help="named configuration (zoo stats --list), e.g. stylegan2-emoji")
@@ -147,7 +147,7 @@ DEFAULT_DATA = {
 
 def load_data(spec: str | None, config: str, arch):
     """The dataset of a run: a built dataset directory (default: DEFAULT_DATA), or ``random[:N]``."""
-    from train.teacher import num_classes
+    from zoo.train.teacher import num_classes
 
     if spec is None:
         if config not in DEFAULT_DATA:
@@ -156,14 +156,14 @@ def load_data(spec: str | None, config: str, arch):
         if not Path(spec).exists():
             raise ZooError(f"{config} trains on {spec}, which does not exist yet: run `{build}` (or pass --data)")
     if spec == "random" or spec.startswith("random:"):
-        from train.sources import RandomImages
+        from zoo.train.sources import RandomImages
 
         n = int(spec.split(":", 1)[1]) if ":" in spec else 256
         return RandomImages(arch.resolution, arch.img_channels, num_classes(arch), n=n)
     if not Path(spec).exists():
         raise ZooError(f"--data {spec}: no such dataset (build it with `zoo data build ...`)")
     try:
-        from train.data import load_dataset
+        from zoo.train.data import load_dataset
     except ImportError:
         raise ZooError("train.data is not available to load datasets; use --data random for a smoke test") from None
     return load_dataset(spec)
@@ -174,7 +174,7 @@ def make_evaluator(names: tuple[str, ...], dataset, config: str):
     if not names:
         return None
     try:
-        from train.metrics import evaluate
+        from zoo.train.metrics import evaluate
     except ImportError as exc:
         import warnings
 
@@ -182,7 +182,7 @@ def make_evaluator(names: tuple[str, ...], dataset, config: str):
         return None
 
     def evaluator(G, metric_names, device):
-        from train.metrics.evaluation import provenance
+        from zoo.train.metrics.evaluation import provenance
 
         result = evaluate(G, dataset, metrics=metric_names, device=device)
         evaluator.info = provenance(result)  # n, data sha256, feature net...: summary.json "metrics_info"
@@ -203,11 +203,11 @@ def _scalar(value):
 
 def build_spec(args):
     """Validate every input and return a ``train.loop.RunSpec`` (no training, no writes)."""
-    from train.config import get_train_config, parse_assignments
-    from train.loop import RunSpec, check_dataset
-    from train.runlock import LOCK_FILE
-    from train.state import find_state, resume_state
-    from train.teacher import resolve_teacher
+    from zoo.train.config import get_train_config, parse_assignments
+    from zoo.train.loop import RunSpec, check_dataset
+    from zoo.train.runlock import LOCK_FILE
+    from zoo.train.state import find_state, resume_state
+    from zoo.train.teacher import resolve_teacher
     from zoo.models import get_config, get_spec
     from zoo.widths import format_ch_mul, parse_ch_mul
 
@@ -285,7 +285,7 @@ def build_spec(args):
 
 
 def run(args) -> int:
-    from train.loop import train
+    from zoo.train.loop import train
 
     spec = build_spec(args)
     summary = train(spec)

@@ -271,7 +271,7 @@ def _apply_summary(rec: RunRecord, summary: dict[str, Any]) -> None:
 
 def _log_history(log: Path) -> Callable[[list[str]], dict[str, list[tuple[float, float]]]]:
     def load(keys: list[str]) -> dict[str, list[tuple[float, float]]]:
-        from train.tracking import read_log
+        from zoo.train.tracking import read_log
 
         out: dict[str, list[tuple[float, float]]] = {}
         for record in read_log(log):
@@ -362,7 +362,7 @@ def mlflow_client(uri: str):
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise ZooError("reading MLflow runs needs MLflow: pip install 'ganzoo[mlflow]' "
+        raise ZooError("reading MLflow runs needs MLflow: pip install 'dglgan-zoo[mlflow]' "
                        "(or read the run directories with --runs-dir DIR)") from None
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
@@ -521,7 +521,7 @@ def arch_stats(arch) -> dict[str, Any]:
     """params / MACs of an architecture (export.stats), cached per architecture."""
     key = json.dumps(arch.to_dict(), sort_keys=True, default=str)
     if key not in _ARCH_STATS:
-        from export.stats import config_stats
+        from zoo.export.stats import config_stats
 
         try:
             stats = config_stats(arch, fvcore=True)
@@ -1004,7 +1004,7 @@ def gather(args) -> tuple[list[RunRecord], dict[str, Any]]:
             import mlflow  # noqa: F401
         except ImportError:
             if not args.runs_dir:
-                raise ZooError("reading MLflow runs needs MLflow: pip install 'ganzoo[mlflow]' "
+                raise ZooError("reading MLflow runs needs MLflow: pip install 'dglgan-zoo[mlflow]' "
                                "(or read run directories with --runs-dir DIR)") from None
             mlflow_off = True
             print("zoo compare: MLflow is not installed: reading the run directories under "
@@ -1044,7 +1044,7 @@ def run(args) -> int:
     report = build_report(records, source=source, configs=_split(args.config) or None, registry=args.registry)
     out_dir = Path(args.out) if args.out else None
     if fmt == "html":
-        from train.report import write_html
+        from zoo.train.report import write_html
 
         path = write_html(report, records, out_dir)
         print(f"wrote {path}")

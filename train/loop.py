@@ -30,14 +30,14 @@ from typing import Any, Callable, NamedTuple, Optional
 import numpy as np
 import torch
 
-from train import distributed
-from train.config import LEGACY_SETTINGS, STAGE2_ONLY_SETTINGS, TrainConfig
-from train.losses import OBJECTIVES, dgl_term, path_lengths, r1_penalty
-from train.runlock import lock_run
-from train.sources import RealSampler, dataset_info
-from train.state import find_state, load_state, read_counters, resume_state, save_state
-from train.teacher import TeacherRef, num_classes, state_digest
-from train.tracking import NullTracker, Tracker, default_tracking_uri, read_log
+from zoo.train import distributed
+from zoo.train.config import LEGACY_SETTINGS, STAGE2_ONLY_SETTINGS, TrainConfig
+from zoo.train.losses import OBJECTIVES, dgl_term, path_lengths, r1_penalty
+from zoo.train.runlock import lock_run
+from zoo.train.sources import RealSampler, dataset_info
+from zoo.train.state import find_state, load_state, read_counters, resume_state, save_state
+from zoo.train.teacher import TeacherRef, num_classes, state_digest
+from zoo.train.tracking import NullTracker, Tracker, default_tracking_uri, read_log
 from zoo.environment import environment
 from zoo.errors import ZooError
 

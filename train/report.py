@@ -11,7 +11,7 @@ issue.  Per configuration it shows the tables of :mod:`train.compare` and four f
 * training curves of h(x), h(G(z)), h-bar(x), h-bar(G(z)) per tick (the paper's Fig. 4);
 * sample grids of the same latent seeds at every width, from each run's final checkpoint.
 
-The plots need matplotlib (``pip install 'ganzoo[report]'``), imported only here.
+The plots need matplotlib (``pip install 'dglgan-zoo[report]'``), imported only here.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Optional
 
-from train.compare import (CONFIDENCE, METRICS, SCORES, RunRecord, group_label, paired_columns, provenance_text,
+from zoo.train.compare import (CONFIDENCE, METRICS, SCORES, RunRecord, group_label, paired_columns, provenance_text,
                            source_text, table_columns)
 from zoo.errors import ZooError
 
@@ -55,7 +55,7 @@ def _matplotlib():
     try:
         import matplotlib
     except ImportError:
-        raise ZooError("the HTML report's plots need matplotlib: pip install 'ganzoo[report]' "
+        raise ZooError("the HTML report's plots need matplotlib: pip install 'dglgan-zoo[report]' "
                        "(or use --format md / csv / json)") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

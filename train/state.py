@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from zoo.checkpoint import fsync_dir, fsync_file, read_json, state_dict_for_save
-from train.runlock import LOCK_FILE
+from zoo.train.runlock import LOCK_FILE
 from zoo.errors import ZooError
 
 STATE_DIR = "state"

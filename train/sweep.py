@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from train.runlock import LOCK_FILE, is_locked, lock_run
+from zoo.train.runlock import LOCK_FILE, is_locked, lock_run
 from zoo.errors import ZooError
 
 TEACHER = "teacher"
@@ -245,7 +245,7 @@ def run_ray(sweep: Sweep, address: str | None) -> dict[str, int]:
     try:
         import ray
     except ImportError:
-        raise ZooError("--ray needs Ray: pip install 'ganzoo[ray]'") from None
+        raise ZooError("--ray needs Ray: pip install 'dglgan-zoo[ray]'") from None
     ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False)
 
     @ray.remote

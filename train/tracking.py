@@ -112,7 +112,7 @@ class Tracker(NullTracker):
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
-            warnings.warn("mlflow is not installed (pip install 'ganzoo[mlflow]'): logging to "
+            warnings.warn("mlflow is not installed (pip install 'dglgan-zoo[mlflow]'): logging to "
                           f"{self.path} only", stacklevel=3)
             return
         for name in ("mlflow", "alembic"):

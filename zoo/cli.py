@@ -12,23 +12,23 @@ import sys
 
 # name -> (module, one-line help).  The module is imported only when the command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("train.cli", "train a teacher, a DGL-GAN student or a baseline student"),
-    "sweep": ("train.sweep", "run a study: teacher, DGL-GAN students and paired baselines, resumably"),
-    "eval": ("train.metrics.cli", "image-quality metrics of a generator or image folder against a dataset"),
-    "data": ("train.data.cli", "build the embedded datasets or import your own images"),
+    "train": ("zoo.train.cli", "train a teacher, a DGL-GAN student or a baseline student"),
+    "sweep": ("zoo.train.sweep", "run a study: teacher, DGL-GAN students and paired baselines, resumably"),
+    "eval": ("zoo.train.metrics.cli", "image-quality metrics of a generator or image folder against a dataset"),
+    "data": ("zoo.train.data.cli", "build the embedded datasets or import your own images"),
     "sample": ("zoo.sample", "generate an image grid from a named config, checkpoint or zoo entry"),
-    "stats": ("export.stats", "parameters and MACs of a named configuration"),
-    "export": ("export.cli", "export a generator to ONNX / TorchScript / torch.compile / TensorRT"),
-    "bench": ("export.bench", "measure generator latency per batch size and width"),
+    "stats": ("zoo.export.stats", "parameters and MACs of a named configuration"),
+    "export": ("zoo.export.cli", "export a generator to ONNX / TorchScript / torch.compile / TensorRT"),
+    "bench": ("zoo.export.bench", "measure generator latency per batch size and width"),
     "import": ("zoo.convert.cli", "convert an official StyleGAN2 / BigGAN checkpoint into a zoo checkpoint"),
     "publish": ("zoo.registry.cli", "publish a checkpoint as a new immutable registry version"),
     "list": ("zoo.registry.cli", "list registry entries"),
     "info": ("zoo.registry.cli", "full metadata of one registry entry"),
     "alias": ("zoo.registry.cli", "point an alias (stable, ...) at a version"),
     "verify": ("zoo.registry.cli", "re-hash registry files and report tampered or missing ones"),
-    "compare": ("train.compare", "compare the widths of one registry model, or training runs (MLflow or run "
+    "compare": ("zoo.train.compare", "compare the widths of one registry model, or training runs (MLflow or run "
                 "directories): DGL-GAN vs Baseline tables, HTML report"),
-    "serve": ("serve.cli", "serve generators over HTTP"),
+    "serve": ("zoo.serve.cli", "serve generators over HTTP"),
 }
 
 

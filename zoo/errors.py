@@ -20,5 +20,5 @@ def require(module: str, extra: str, purpose: str = ""):
         what = f" for {purpose}" if purpose else ""
         raise MissingExtraError(
             f"'{module}' is needed{what} but is not installed ({exc}). "
-            f"Install it with: pip install 'ganzoo[{extra}]'"
+            f"Install it with: pip install 'dglgan-zoo[{extra}]'"
         ) from None

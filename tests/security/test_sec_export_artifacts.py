@@ -125,7 +125,7 @@ def test_registry_onnx_backend_still_loads_a_genuine_artifact(tmp_path):
 # ------------------------------------------------------------------------------ standalone artifacts
 @pytest.mark.parametrize("where", ["absolute", "dotdot"])
 def test_torchscript_artifact_never_opens_a_file_outside_it(tmp_path, where):
-    from export.artifact import load_export
+    from zoo.export.artifact import load_export
 
     evil = torchscript_model(666.0)
     outside = tmp_path / "outside.ts"
@@ -138,7 +138,7 @@ def test_torchscript_artifact_never_opens_a_file_outside_it(tmp_path, where):
 
 
 def test_artifact_model_must_match_export_json_hash(tmp_path):
-    from export.artifact import load_export
+    from zoo.export.artifact import load_export
 
     genuine, evil = torchscript_model(1.0), torchscript_model(666.0)
     artifact = write_artifact(tmp_path / "art", "torchscript", "model.ts", evil, named=genuine,
@@ -148,7 +148,7 @@ def test_artifact_model_must_match_export_json_hash(tmp_path):
 
 
 def test_artifact_without_a_recorded_hash_is_refused(tmp_path):
-    from export.artifact import load_export
+    from zoo.export.artifact import load_export
 
     artifact = write_artifact(tmp_path / "art", "torchscript", "model.ts", torchscript_model(1.0), named=None,
                               model_name="model.ts")
@@ -157,7 +157,7 @@ def test_artifact_without_a_recorded_hash_is_refused(tmp_path):
 
 
 def test_artifact_model_behind_a_symlinked_directory_is_refused(tmp_path):
-    from export.artifact import load_export
+    from zoo.export.artifact import load_export
 
     evil = torchscript_model(666.0)
     (tmp_path / "elsewhere").mkdir()
@@ -193,9 +193,9 @@ def test_tensorrt_and_compile_runtimes_check_the_file_before_anything_else(tmp_p
 
 def test_exporter_writes_what_the_loader_accepts(tmp_path):
     """A real `zoo export` artifact passes the new checks (format unchanged), and its files follow the umask."""
-    from export.artifact import load_export
-    from export.exporter import export_generator
-    from export.spec import BatchRange
+    from zoo.export.artifact import load_export
+    from zoo.export.exporter import export_generator
+    from zoo.export.spec import BatchRange
     from zoo.models import build_generator
 
     G = build_generator("stylegan2-emoji", "1/8", resolution=16, z_dim=32, w_dim=32, mapping_layers=1).eval()

@@ -205,7 +205,7 @@ def test_cli_train_numeric_args_exit_cleanly(monkeypatch_module, tmp_path_factor
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     """Training replaced by a stub: these tests exercise argument validation only."""
-    import train.loop
+    import zoo.train.loop as train_loop
 
     def stub(spec):
         # what train() computes first from the validated numbers (an inf kimg used to overflow here)
@@ -213,7 +213,7 @@ def monkeypatch_module():
         return {}
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(train.loop, "train", stub)
+    mp.setattr(train_loop, "train", stub)
     yield mp
     mp.undo()
 
@@ -225,7 +225,7 @@ def client(checkpoints):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from serve.app import create_app
+    from zoo.serve.app import create_app
 
     return TestClient(create_app(checkpoints), raise_server_exceptions=False)
 

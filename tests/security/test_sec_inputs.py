@@ -38,12 +38,12 @@ def assert_one_line_error(code: int, err: str, command: str, fragment: str) -> N
 @pytest.fixture(autouse=True)
 def _no_training(monkeypatch):
     """Argument validation must reject these before any training starts."""
-    import train.loop
+    import zoo.train.loop as train_loop
 
     def refuse(spec):
         raise AssertionError(f"training started although the arguments are invalid: {spec}")
 
-    monkeypatch.setattr(train.loop, "train", refuse)
+    monkeypatch.setattr(train_loop, "train", refuse)
 
 
 # ------------------------------------------------------------------------------------------ parsers
@@ -163,7 +163,7 @@ def client(tiny_checkpoints):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from serve.app import create_app
+    from zoo.serve.app import create_app
 
     return TestClient(create_app(tiny_checkpoints), raise_server_exceptions=False)
 

@@ -26,7 +26,7 @@ def test_teacher_in_an_optimiser_is_refused_under_python_O(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT / 'tests')!r})
-        import train.loop as loop
+        import zoo.train.loop as loop
         from train_helpers import SG2, run_tiny, save_tiny_checkpoint
         from zoo.errors import ZooError
         real_make_adam = loop.make_adam

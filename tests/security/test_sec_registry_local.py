@@ -121,7 +121,7 @@ def test_file_copied_into_a_published_entry_is_never_loaded(tmp_path):
 
 
 def test_teacher_from_registry_refuses_an_unlisted_discriminator(tmp_path):
-    from train.teacher import resolve_teacher
+    from zoo.train.teacher import resolve_teacher
     from zoo.models import get_config
 
     directory, _ = make_checkpoint(tmp_path / "c", ch_mul="1")
@@ -136,7 +136,7 @@ def test_teacher_from_registry_refuses_an_unlisted_discriminator(tmp_path):
 
 
 def test_teacher_directory_refuses_an_unlisted_discriminator(tmp_path):
-    from train.teacher import resolve_teacher
+    from zoo.train.teacher import resolve_teacher
     from zoo.models import get_config
 
     directory, foreign_D = _without_D(tmp_path, ch_mul="1")
@@ -147,7 +147,7 @@ def test_teacher_directory_refuses_an_unlisted_discriminator(tmp_path):
 
 
 def test_teacher_from_registry_still_works(tmp_path):
-    from train.teacher import resolve_teacher
+    from zoo.train.teacher import resolve_teacher
     from zoo.models import get_config
 
     directory, _ = make_checkpoint(tmp_path / "c", ch_mul="1")

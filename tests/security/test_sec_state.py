@@ -24,7 +24,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from train.state import find_state, load_state, read_counters, save_state
+from zoo.train.state import find_state, load_state, read_counters, save_state
 
 NIMG = [1000, 2000, 3000]  # counters of state 0, 1, 2
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="the kill harness forks (POSIX)")
@@ -323,7 +323,7 @@ def test_damaged_state_is_a_clear_error(tmp_path):
 # ------------------------------------------------------------------- --resume never silently starts over
 
 def test_resume_state_returns_the_state_or_none_for_a_new_run(tmp_path):
-    from train.state import resume_state
+    from zoo.train.state import resume_state
 
     assert resume_state(tmp_path / "missing") is None
     empty = tmp_path / "empty"
@@ -339,7 +339,7 @@ def test_resume_state_returns_the_state_or_none_for_a_new_run(tmp_path):
 
 @pytest.mark.parametrize("damage", ["no-state", "deleted-files", "empty-state-dir"])
 def test_resume_refuses_to_start_over_a_run_without_a_state(tmp_path, damage):
-    from train.state import resume_state
+    from zoo.train.state import resume_state
     from zoo.errors import ZooError
 
     run = tmp_path / "run"

@@ -38,10 +38,10 @@ try:
 except ImportError:  # older code under test
     pass
 from zoo.convert import import_checkpoint, read_source
-import train.data.folder as folder
+import zoo.train.data.folder as folder
 import PIL.Image, PIL.PngImagePlugin, PIL.JpegImagePlugin, PIL.BmpImagePlugin, PIL.GifImagePlugin
 from zoo.models import stylegan2 as _sg2, biggan as _bg
-from export.bench import _reset_peak_rss, _rss_kb  # the project's /proc/self/status readers
+from zoo.export.bench import _reset_peak_rss, _rss_kb  # the project's /proc/self/status readers
 warnings.simplefilter("ignore")
 
 limit = (_rss_kb("VmSize") or 0) * 1024 + int(os.environ["SEC_HEADROOM"])

@@ -17,12 +17,12 @@ import pytest
 
 from test_sec_unpickle_sandbox import Sandbox, assert_refused, describe, sandbox  # noqa: F401  (fixture)
 
-from train.data.folder import read_images
+from zoo.train.data.folder import read_images
 from zoo.errors import ZooError
 
 
 def limits(**kw):
-    from train.data.folder import ArchiveLimits  # imported here so the sandbox tests run against any version
+    from zoo.train.data.folder import ArchiveLimits  # imported here so the sandbox tests run against any version
 
     return ArchiveLimits(**kw)
 

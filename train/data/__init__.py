@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from train.data.dataset import FORMAT, ImageDataset, content_sha256, infinite_loader, load_dataset, save_dataset
+from zoo.train.data.dataset import FORMAT, ImageDataset, content_sha256, infinite_loader, load_dataset, save_dataset
 
 # kind -> (module, builder function); each builder returns (ImageDataset, source, build)
 BUILDERS = {
-    "emoji": ("train.data.emoji", "build_emoji"),
-    "fashion-mnist": ("train.data.fashion_mnist", "build_fashion_mnist"),
-    "import": ("train.data.folder", "import_images"),
+    "emoji": ("zoo.train.data.emoji", "build_emoji"),
+    "fashion-mnist": ("zoo.train.data.fashion_mnist", "build_fashion_mnist"),
+    "import": ("zoo.train.data.folder", "import_images"),
 }
 
 

@@ -68,7 +68,7 @@ def _default_name(args) -> str:
 
 
 def run(args) -> int:
-    from train.data import build_dataset, load_dataset
+    from zoo.train.data import build_dataset, load_dataset
 
     if args.action == "info":
         ds = load_dataset(args.path, verify=not args.no_verify)

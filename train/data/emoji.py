@@ -165,7 +165,7 @@ def build_emoji(resolution: int = 64, subset: str = "portrait", *, font: str | o
 
     from tqdm.auto import tqdm
 
-    from train.data.dataset import ImageDataset
+    from zoo.train.data.dataset import ImageDataset
 
     if subset not in SUBSETS:
         raise ZooError(f"unknown emoji subset {subset!r}; choose one of {', '.join(SUBSETS)}")

@@ -57,7 +57,7 @@ def build_fashion_mnist(resolution: int = 32, split: str = "all", source: str | 
     """Fashion-MNIST as an ImageDataset (1 channel). Returns ``(ImageDataset, source, build)``."""
     from PIL import Image
 
-    from train.data.dataset import ImageDataset
+    from zoo.train.data.dataset import ImageDataset
 
     if split not in ("all", *SPLITS):
         raise ZooError(f"unknown split {split!r}; choose all, train or test")

@@ -355,7 +355,7 @@ def read_images(src: str | os.PathLike, resolution: Optional[int] = None, *, cha
 def import_images(src: str | os.PathLike, resolution: int, *, channels: Optional[int] = None, fit: str = "crop",
                   labels_from_dirs: bool = False, name: Optional[str] = None, progress: bool = True):
     """A user's folder/zip as an ImageDataset. Returns ``(ImageDataset, source, build)``."""
-    from train.data.dataset import ImageDataset
+    from zoo.train.data.dataset import ImageDataset
 
     if not 8 <= resolution <= 4096:
         raise ZooError(f"--res must be in [8, 4096], got {resolution}")

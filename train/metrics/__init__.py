@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-METRICS_MODULE = "train.metrics.evaluation"
+METRICS_MODULE = "zoo.train.metrics.evaluation"
 _LAZY = ("evaluate", "make_evaluator", "format_result", "MetricSettings", "METRICS", "DEFAULT_METRICS")
 
 
@@ -23,7 +23,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(METRICS_MODULE), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'train.metrics' has no attribute {name!r}")
+    raise AttributeError(f"module 'zoo.train.metrics' has no attribute {name!r}")
 
 
 __all__ = list(_LAZY)

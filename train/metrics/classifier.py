@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train.metrics.features import cache_dir, cache_key, publish, real_index
+from zoo.train.metrics.features import cache_dir, cache_key, publish, real_index
 
 VERSION = 1
 

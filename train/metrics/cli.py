@@ -11,7 +11,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from train.metrics.evaluation import DEFAULT_METRICS, METRICS
+    from zoo.train.metrics.evaluation import DEFAULT_METRICS, METRICS
 
     parser.add_argument("--real", required=True, help="dataset directory (zoo data build / import)")
     parser.add_argument("--fake", required=True,
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from zoo.errors import ZooError
 
-    from train.metrics.evaluation import MetricSettings, evaluate, format_result
+    from zoo.train.metrics.evaluation import MetricSettings, evaluate, format_result
 
     n_real = None
     if args.n_real is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train.metrics.classifier import ClassifierSettings
+from zoo.train.metrics.classifier import ClassifierSettings
 from zoo.errors import ZooError
 
 # name -> what it is (the names a caller asks for; result keys are listed in docs/metrics.md)
@@ -127,7 +127,7 @@ def _module_device(G) -> torch.device:
 
 def _resolve_fake(fake, real, n: int, seed: int, truncation_psi: float, device: Optional[str]):
     """(source, device) for whatever ``fake`` is: generator, checkpoint dir, dataset dir, image dir/zip, array."""
-    from train.data.dataset import ImageDataset, load_dataset
+    from zoo.train.data.dataset import ImageDataset, load_dataset
 
     if isinstance(fake, (str, os.PathLike)):
         path = Path(fake)
@@ -142,7 +142,7 @@ def _resolve_fake(fake, real, n: int, seed: int, truncation_psi: float, device: 
         if (path / "dataset.json").is_file():
             fake = load_dataset(path)
         else:
-            from train.data.folder import read_images
+            from zoo.train.data.folder import read_images
 
             r = read_images(path, real.resolution, channels=real.channels, progress=False)
             info = {"kind": "images", "path": str(path), "files": len(r["files"]), "skipped": len(r["skipped"])}
@@ -184,7 +184,7 @@ def _real_features(kind: str, extractor: Callable, identity: dict, real, n: int,
     """Features of the real images ``real_index(len(real), n, seed)``, cached by (content, n, seed, network)."""
     from tqdm.auto import tqdm
 
-    from train.metrics.features import cache_key, cache_load, cache_save, real_index
+    from zoo.train.metrics.features import cache_key, cache_load, cache_save, real_index
 
     index = real_index(len(real), n, seed)
     key = cache_key(kind=kind, dataset=real.sha256, n=len(index), seed=seed, extractor=identity)
@@ -218,7 +218,7 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
     """
     from tqdm.auto import tqdm
 
-    from train.data.dataset import ImageDataset, load_dataset
+    from zoo.train.data.dataset import ImageDataset, load_dataset
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -247,13 +247,13 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
     # --- what each metric needs
     eff = None
     if want & {"kid", "fd", "pr", "cc"}:
-        from train.metrics.features import EffLite0Features
+        from zoo.train.metrics.features import EffLite0Features
 
         eff = EffLite0Features(settings.feature_res, dev)
         result["feature_net"] = eff.identity
     detector = None
     if want & {"fid", "is"}:
-        from train.metrics.inception import MISSING_REASON, InceptionDetector, inception_path
+        from zoo.train.metrics.inception import MISSING_REASON, InceptionDetector, inception_path
 
         path = inception_path(inception)
         if path is None:
@@ -273,7 +273,7 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
             skipped["cc"] = ("the fake images have no conditioning labels (unconditional generator, or an image "
                              "set without labels)")
         else:
-            from train.metrics.classifier import get_classifier
+            from zoo.train.metrics.classifier import get_classifier
 
             def probe_features(count: int, probe_seed: int) -> np.ndarray:
                 return _real_features("efflite0", eff, eff.identity, real, count, probe_seed, batch_size,
@@ -307,7 +307,7 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
     timings["fake_images"] = (time.perf_counter() - loop_start - timings.get("fake_features", 0.0)
                               - timings.get("fake_inception", 0.0))
 
-    from train.metrics.stats import fd, kid, precision_recall
+    from zoo.train.metrics.stats import fd, kid, precision_recall
 
     out = result["metrics"]
     fake_eff = np.concatenate(fake_eff) if eff is not None else None
@@ -328,9 +328,9 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
             with stage("pr"):
                 out["precision"], out["recall"] = precision_recall(real_eff[:m], fake_eff[:m], settings.pr_k)
     if "swd" in want:
-        from train.metrics.swd import swd
+        from zoo.train.metrics.swd import swd
 
-        from train.metrics.features import real_index
+        from zoo.train.metrics.features import real_index
 
         real_imgs = torch.from_numpy(real.images[real_index(len(real), n_real, seed)])
         with stage("swd"):
@@ -338,7 +338,7 @@ def evaluate(fake, real, metrics: Iterable[str] = DEFAULT_METRICS, *, n: int = 2
                            directions=settings.swd_directions, repeats=settings.swd_repeats, seed=seed,
                            progress=progress))
     if detector is not None:
-        from train.metrics.inception import inception_score
+        from zoo.train.metrics.inception import inception_score
 
         if "fid" in want:
             with stage("real_inception"):
@@ -385,7 +385,7 @@ def make_evaluator(real, *, n: int = 1024, seed: int = 0, batch_size: int = 64, 
     one run are comparable over time) and returns ``result["metrics"]`` (skipped metrics are absent).
     After a call, ``evaluator.info`` is the :func:`provenance` of that evaluation.
     """
-    from train.data.dataset import ImageDataset, load_dataset
+    from zoo.train.data.dataset import ImageDataset, load_dataset
 
     dataset = real if isinstance(real, ImageDataset) else load_dataset(real)
 

@@ -88,7 +88,7 @@ class EffLite0Features:
     name = "efflite0"
 
     def __init__(self, resolution: int = 128, device: str | torch.device = "cpu"):
-        from train.metrics.efflite import load_efficientnet_lite0
+        from zoo.train.metrics.efflite import load_efficientnet_lite0
 
         self.resolution, self.device = resolution, torch.device(device)
         self.net, self.weights_sha256 = load_efficientnet_lite0(self.device)

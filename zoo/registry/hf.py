@@ -1,4 +1,4 @@
-"""A Hugging Face Hub store (optional extra ``ganzoo[hub]``): ``hf://org/repo[@revision]``.
+"""A Hugging Face Hub store (optional extra ``dglgan-zoo[hub]``): ``hf://org/repo[@revision]``.
 
 The Hub repo (type "model") holds the same tree as a local registry -- ``index.json`` plus one folder
 per variant, ``<name>/<ch_mul>/<version>/`` -- and a ``README.md`` model card generated from the index.

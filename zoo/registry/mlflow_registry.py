@@ -1,4 +1,4 @@
-"""Mirror registry entries into an MLflow Model Registry (optional extra ``ganzoo[mlflow]``).
+"""Mirror registry entries into an MLflow Model Registry (optional extra ``dglgan-zoo[mlflow]``).
 
 One MLflow registered model per (name, width): ``<name>-ch<ch_mul with / -> _>``, e.g.
 ``stylegan2-emoji-ch1_2``, because versions are numbered per width.  Each published zoo version

@@ -1,7 +1,7 @@
 """:class:`TrtGenerator`: a TensorRT artifact (``model.ep``, torch-tensorrt's ExportedProgram holding the
 engine), with the generator call signature.
 
-Needs CUDA, ``tensorrt`` and ``torch_tensorrt`` (``pip install 'ganzoo[trt]'``), imported only when an
+Needs CUDA, ``tensorrt`` and ``torch_tensorrt`` (``pip install 'dglgan-zoo[trt]'``), imported only when an
 artifact is loaded.  The engine is tied to the TensorRT version that built it (export.json records
 it): another version is refused with a clear error rather than a deserialisation failure.
 """
