@@ -260,18 +260,21 @@ def eager_and_onnx_calls(name: str, widths, batch: int, tmp_path_factory, thread
     """{(ch_mul, "eager" | "onnx"): call} for each width of ``name``: the export graph
     (``export.graph.build_graph``) in eager PyTorch and, when ``onnx``, its verified ONNX export in ONNX
     Runtime with ``threads`` intra-op threads (exported into fresh ``tmp_path_factory`` directories), both
-    fed the same fixed inputs."""
+    fed the same fixed inputs.  The generator is prepared for inference first (its family's ``prepare``,
+    as ``zoo.load`` does), so eager is timed as users run it."""
     import torch
 
     from zoo.export.exporter import export_generator
     from zoo.export.graph import build_graph, fixed_inputs, input_specs
     from zoo.export.onnx import OnnxGenerator
+    from zoo.families import family_of
     from zoo.models import build_generator
 
     calls = {}
     for ch_mul in widths:
         torch.manual_seed(0)
         G = build_generator(name, ch_mul=ch_mul, **overrides).eval()
+        G = family_of(G).prepare(G)
         feeds = fixed_inputs(input_specs(G), batch, G.c_dim, device)
         graph = build_graph(G).to(device)
         calls[(ch_mul, "eager")] = (lambda g=graph, f=feeds: g(*f.values()))

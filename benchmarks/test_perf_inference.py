@@ -1,8 +1,9 @@
 """Eager generator inference on CPU (issue 9, targets 1, 2 and BigGAN's part of 4), as same-run ratios.
 
-* StyleGAN2 church-256 (config F, 256 px), batch 2, constant noise, ``torch.inference_mode``, every
-  width: ms per batch, speedup over the full-width model, and that speedup as a percentage of the
-  executed-MAC ratio (fvcore MACs of the module as built: 45.33 / 11.41 / 2.89 / 0.74 G per image).
+* StyleGAN2 church-256 (config F, 256 px), batch 2, constant noise, ``torch.inference_mode``, prepared
+  for inference (``zoo.models.stylegan2_fast.prepare``, as ``zoo.load`` does), every width: ms per
+  batch, speedup over the full-width model, and that speedup as a percentage of the executed-MAC ratio
+  (fvcore MACs of the module as built: 45.33 / 11.41 / 2.89 / 0.74 G per image).
   With ``GANZOO_NVLABS_PATH`` set, NVlabs stylegan2-ada-pytorch's Generator at the same architecture
   (``channel_base=32768*m``, ``channel_max=512*m``, fp32, no conv clamp) is timed in the same rounds.
 * BigGAN-128 (biggan-imagenet), batch 2, every width: recorded, with a sanity gate only.
@@ -52,13 +53,14 @@ def _executed_macs(G) -> int:
 
 def _stylegan2_table(request, with_nvlabs: bool, interleaved_ms):
     from zoo.models import build_generator
+    from zoo.models.stylegan2_fast import prepare
 
     networks = request.getfixturevalue("nvlabs") if with_nvlabs else None
     torch.manual_seed(0)
     z = torch.randn(BATCH, 512)
     calls, macs = {}, {}
     for w in SG2_WIDTHS:
-        G = build_generator("stylegan2-church", ch_mul=w).eval()
+        G = prepare(build_generator("stylegan2-church", ch_mul=w).eval())  # the inference fast path, as zoo.load
         macs[w] = _executed_macs(G)
         calls[("ours", w)] = (lambda G=G: G(z, noise_mode="const"))
         if networks is not None:

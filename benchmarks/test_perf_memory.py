@@ -25,7 +25,8 @@ NVLABS_FACTOR = 1.1
 
 OURS_INFERENCE = """
 from zoo.models import build_generator
-G = build_generator("stylegan2-ffhq", ch_mul="1").eval()
+from zoo.models.stylegan2_fast import prepare
+G = prepare(build_generator("stylegan2-ffhq", ch_mul="1").eval())
 z = torch.randn(1, 512)
 baseline_kb = _kb("VmRSS")
 with torch.inference_mode():

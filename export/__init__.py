@@ -1,11 +1,12 @@
 """Export and measurement: parameter/MAC reports, ONNX / TorchScript / torch.compile / TensorRT exports
 (each verified against eager PyTorch), and latency tables.  See docs/export.md.
 
-    >>> from export import export_generator, load_export, run_bench
+    >>> from zoo.export import export_generator, load_export, run_bench
     >>> path, meta = export_generator(G, "out/g-onnx", backend="onnx")
     >>> G_ort = load_export(path)                      # OnnxGenerator: G_ort(z, c, truncation_psi=0.7)
 
-Names are imported on first use, so ``import export`` stays light.
+Names are imported on first use, so ``import zoo.export`` stays light.  The back-ends are the table
+:data:`zoo.backends.BACKENDS` (re-exported here as ``BACKENDS``).
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ _LAZY = {
     "OnnxGenerator": "zoo.export.onnx",
     "run_bench": "zoo.export.bench",
     "latency_for": "zoo.export.bench",
-    "BatchRange": "zoo.export.spec",
-    "BACKENDS": "zoo.export.spec",
+    "BatchRange": "zoo.runtime.base",
+    "BACKENDS": "zoo.backends",
 }
 
 

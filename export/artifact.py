@@ -23,7 +23,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import check_relpath, sha256_file, write_json
+from zoo.integrity import check_relpath, sha256_file, write_json
 from zoo.errors import ZooError
 # the loading side (export.json, the wrappers) lives in zoo.runtime, shared with zoo.load; re-exported here
 from zoo.runtime import (EXPORT_FILE, FORMAT, ExportedGenerator, is_artifact, load_artifact,  # noqa: F401
@@ -93,7 +93,8 @@ def resolve_source(source: str, ch_mul: str = "1", version: str | None = None, d
 
     path = Path(source)
     if path.is_dir():
-        from zoo.checkpoint import WEIGHT_FILES, load_checkpoint, read_manifest
+        from zoo.checkpoint import WEIGHT_FILES, load_checkpoint
+        from zoo.integrity import read_manifest
 
         ckpt = load_checkpoint(path, load_D=False, device=device)  # verifies (and shape-checks) manifest.json
         weights = path / WEIGHT_FILES["G_ema"]

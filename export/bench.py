@@ -35,13 +35,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from zoo.export.artifact import (device_info, is_artifact, load_export, now, read_export_json, resolve_source,
-                             software_versions)
-from zoo.export.graph import build_graph, fixed_inputs, input_specs
-from zoo.export.spec import BENCH_BACKENDS, BatchRange, check_backend, check_dtype, parse_batch_list, torch_dtype
+from zoo.backends import BENCH_BACKENDS, EAGER, check_backend
 from zoo.environment import hardware
 from zoo.errors import ZooError
+from zoo.export.artifact import (device_info, is_artifact, load_export, now, read_export_json, resolve_source,
+                                 software_versions)
+from zoo.export.graph import build_graph, fixed_inputs, input_specs
+from zoo.export.options import check_dtype, parse_batch_list, torch_dtype
 from zoo.latency import LatencyRow
+from zoo.runtime.base import BatchRange
 
 FORMAT = "ganzoo-latency/1"
 ENV_PREFIXES = ("MALLOC_", "LD_PRELOAD", "OMP_", "MKL_", "KMP_", "ORT_", "PYTORCH_CUDA_ALLOC_CONF",
@@ -121,10 +123,9 @@ class _PeakMemory:
         return False
 
 
-# Pause before each timed CPU call when several functions alternate: ONNX Runtime's worker threads
-# spin for 20-50 ms after a run (measured: an eager call right after an ORT call took 2.1x its time
-# alone, 1.0x after a 50 ms pause), and OpenMP's threads spin too, so without a pause each back-end is
-# timed while the previous one's threads still burn the cores.
+# Pause before each timed CPU call when several functions alternate: ONNX Runtime's and OpenMP's worker
+# threads keep spinning after a run, so without a pause each back-end would be timed while the previous
+# one's threads still burn the cores (the measurement behind 0.1 s: docs/export.md, `zoo bench`).
 SETTLE_S = 0.1
 
 
@@ -198,8 +199,11 @@ def _expand_sources(sources: list[str], ch_muls: list[str], version: str | None)
 def _runner(G, backend: str, dtype: str, device: str, threads: int, batch: BatchRange, workdir: Path,
             source: dict) -> tuple[Callable[[dict], Any], dict]:
     """A function feeds -> images for one back-end, and facts about it for the table."""
-    if backend == "eager":
-        graph = build_graph(G, torch_dtype(dtype)).to(device)
+    if backend == EAGER:
+        from zoo.families import family_of
+
+        # eager is timed as zoo.load and the server run it: with the family's inference preparation
+        graph = build_graph(family_of(G).prepare(G.eval()), torch_dtype(dtype)).to(device)
         names = [s.name for s in input_specs(G)]
         return (lambda feeds: graph(*[feeds[n] for n in names])), {"runtime": "PyTorch eager"}
     if backend == "compile":
@@ -229,7 +233,7 @@ def _artifact_runner(path: str, device: str, threads: int):
 
 # ------------------------------------------------------------------------------------------ main API
 
-def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: list[int] = (1,),
+def run_bench(sources: list[str], backends: list[str] = (EAGER,), batches: list[int] = (1,),
               ch_muls: list[str] = ("1",), device: str = "cpu", dtype: str = "fp32", warmup: int = 2,
               iters: int = 10, threads: int | None = None, version: str | None = None,
               progress: bool = True, random_weights: bool = False,
@@ -263,7 +267,7 @@ def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: lis
     for source in sources:
         jobs.extend([(source, None)] if is_artifact(source) else _expand_sources([source], list(ch_muls), version))
     jobs.extend((facts, G) for facts, G in loaded)
-    runners = []  # (model facts, backend, dtype, fn(feeds), runtime facts, input specs, c_dim)
+    runners = []  # (model facts, backend, dtype, fn(feeds), runtime facts, graph inputs, c_dim)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         for source, width in tqdm(jobs, desc="preparing", unit="model", disable=not progress, leave=False):
@@ -296,12 +300,12 @@ def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: lis
                    disable=not progress, leave=False)
         for n in batches:
             fns = {}
-            for i, (model, backend, dt, fn, facts, specs, c_dim) in enumerate(runners):
-                feeds = fixed_inputs(specs, n, c_dim, device)
+            for i, (model, backend, dt, fn, facts, inputs, c_dim) in enumerate(runners):
+                feeds = fixed_inputs(inputs, n, c_dim, device)
                 fns[i] = (lambda fn=fn, feeds=feeds: fn(feeds))
             bar.set_postfix_str(f"batch {n}")
             results = measure_interleaved(fns, n, warmup, iters, device, on_call=lambda: bar.update(1))
-            for i, (model, backend, dt, fn, facts, specs, c_dim) in enumerate(runners):
+            for i, (model, backend, dt, fn, facts, inputs, c_dim) in enumerate(runners):
                 rows.append({**model, "backend": backend, "dtype": dt, **results[i], **facts, "_order": i})
         bar.close()
         rows.sort(key=lambda r: (r.pop("_order"), r["batch"]))
@@ -309,7 +313,7 @@ def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: lis
         gc.collect()
     _add_speedups(rows)
     fingerprint = hardware(device)["fingerprint"]
-    rows = [LatencyRow.from_dict({**r, "fingerprint": fingerprint}).to_dict() for r in rows]
+    rows = [_latency_row(r, fingerprint).to_dict() for r in rows]
     return {
         "format": FORMAT,
         "date": now(),
@@ -329,6 +333,16 @@ def run_bench(sources: list[str], backends: list[str] = ("eager",), batches: lis
     }
 
 
+def _latency_row(measured: dict[str, Any], fingerprint: str) -> LatencyRow:
+    """One measured (model, back-end, dtype, batch) as the row every reader parses; the other figures
+    (min/p90/p99 ms, memory, runtime facts, speedup_vs_eager) travel in ``extra``."""
+    own = ("model", "ch_mul", "backend", "dtype", "batch", "median_ms", "speedup_vs_full")
+    return LatencyRow(ms=measured["median_ms"], batch=measured["batch"], backend=measured["backend"],
+                      dtype=measured["dtype"], fingerprint=fingerprint, speedup=measured["speedup_vs_full"],
+                      model=measured["model"], ch_mul=measured["ch_mul"],
+                      extra={k: v for k, v in measured.items() if k not in own})
+
+
 def _add_speedups(rows: list[dict]) -> None:
     """speedup_vs_full: median of the ch_mul-1 row (same model, back-end, dtype, batch) / this row's;
     speedup_vs_eager: the eager row of the same model and width / this row's."""
@@ -341,7 +355,7 @@ def _add_speedups(rows: list[dict]) -> None:
     for r in rows:
         full = index.get(key(r, ch_mul="1"))
         r["speedup_vs_full"] = full["median_ms"] / r["median_ms"] if full else None
-        eager = index.get(key(r, backend="eager"))
+        eager = index.get(key(r, backend=EAGER))
         r["speedup_vs_eager"] = eager["median_ms"] / r["median_ms"] if eager else None
 
 
@@ -410,7 +424,8 @@ def _calibration_targets(source: str, version: str | None, registry) -> tuple[st
 
     path = Path(source)
     if path.is_dir():
-        from zoo.checkpoint import load_checkpoint, read_config, read_json, read_manifest, sha256_file
+        from zoo.checkpoint import load_checkpoint, read_config
+        from zoo.integrity import read_json, read_manifest, sha256_file
 
         name, cfg = read_config(path)
         name = name or path.name
@@ -424,13 +439,13 @@ def _calibration_targets(source: str, version: str | None, registry) -> tuple[st
 
         resolve(source, 1, version, registry)  # the error that lists what exists
         raise ZooError(f"no width of {source} has version {version!r}")
-    from zoo.registry import load_checkpoint
+    from zoo.registry import load_entry
 
-    return source, [(c, lambda device, c=c: load_checkpoint(c.model, c.ch_mul, c.version, device=device, load_D=False,
+    return source, [(c, lambda device, c=c: load_entry(c.model, c.ch_mul, c.version, device=device, load_D=False,
                                                            registry=registry).G_ema) for c in candidates]
 
 
-def calibrate(sources: list[str], backends: list[str] = ("eager",), batches: list[int] = (1, 8), device: str = "cpu",
+def calibrate(sources: list[str], backends: list[str] = (EAGER,), batches: list[int] = (1, 8), device: str = "cpu",
               dtype: str = "fp32", warmup: int = 2, iters: int = 10, threads: int | None = None,
               version: str | None = None, registry=None, force: bool = False,
               progress: bool = True) -> tuple[dict[str, Any] | None, Path | None, list[str]]:
@@ -473,7 +488,7 @@ def calibrate(sources: list[str], backends: list[str] = ("eager",), batches: lis
 
 
 def run(args) -> int:
-    from zoo.checkpoint import write_json
+    from zoo.integrity import write_json
 
     backends = [b.strip() for b in args.backend.split(",") if b.strip()]
     if not backends:

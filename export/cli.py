@@ -6,14 +6,16 @@
 """
 from __future__ import annotations
 
-from zoo.export.spec import BACKENDS, DTYPES, BatchRange, check_backend, check_dtype
+from zoo.backends import BACKENDS, get_backend
 from zoo.errors import ZooError
+from zoo.export.options import DTYPES, check_dtype
+from zoo.runtime.base import BatchRange
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("source", help="checkpoint directory, zoo entry name, or configuration name (random weights)")
     parser.add_argument("--backend", required=True,
-                        help="; ".join(f"{name}: {desc}" for name, (_, _, desc) in BACKENDS.items()))
+                        help="; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values()))
     parser.add_argument("--out", required=True, help="artifact directory to create (model file + export.json)")
     parser.add_argument("--dtype", default=None,
                         help=f"{' or '.join(DTYPES)} (default fp32; fp16 for tensorrt)")
@@ -52,18 +54,22 @@ def parse_batch_args(batch: str | None, dynamic_batch: str | None) -> BatchRange
 
 
 def run(args) -> int:
-    from zoo.export.artifact import resolve_source
-    from zoo.export.exporter import backend_module, export_generator
+    import importlib
 
-    backend = check_backend(args.backend)
-    dtype = check_dtype(args.dtype or ("fp16" if backend == "tensorrt" else "fp32"))
+    from zoo.export.artifact import resolve_source
+    from zoo.export.exporter import export_generator
+
+    chosen = get_backend(args.backend)
+    backend = chosen.name
+    dtype = check_dtype(args.dtype or chosen.default_dtype)
     batch = parse_batch_args(args.batch, args.dynamic_batch)
     if args.truncation_cutoff is not None and not 0 <= args.truncation_cutoff <= 64:
         # a count of ws (StyleGAN2: at most 18 at 1024 px) or z chunks (BigGAN: at most 7)
         raise ZooError(f"bad --truncation-cutoff {args.truncation_cutoff}: give a layer count in [0, 64]")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise ZooError(f"bad --device {args.device!r}: use cpu or cuda")
-    backend_module(backend).check_available(device=args.device, dtype=dtype)  # fail before loading weights
+    # fail before loading weights
+    importlib.import_module(chosen.export_module).check_available(device=args.device, dtype=dtype)
     G, provenance = resolve_source(args.source, args.ch_mul, args.version, device=args.device,
                                    random_weights=args.random_weights)
     path, meta = export_generator(G, args.out, backend=backend, dtype=dtype, batch=batch, device=args.device,

@@ -7,7 +7,7 @@ It runs any batch in the exported range (``torch.export.Dim``).
 
 ``zoo bench --backend compile`` measures the same Inductor code path without writing a package:
 :func:`compile_at_load` wraps the eager graph in ``torch.compile(dynamic=True)`` and the warm-up
-iterations absorb the compilation (about 20 s cold for a 64-px model on 2 CPU cores, longer for 1024 px).
+iterations absorb the compilation (how long that takes: docs/export.md).
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from zoo.export.spec import BatchRange
+from zoo.backends import get_backend
 from zoo.errors import ZooError
+from zoo.runtime.base import BatchRange
 from zoo.runtime.compile import CompiledGenerator, load
 
-FILE = "model.pt2"
+FILE = get_backend("compile").artifact_file
 
 
 def check_available(device: str = "cpu", dtype: str = "fp32") -> None:
@@ -34,12 +35,12 @@ def check_available(device: str = "cpu", dtype: str = "fp32") -> None:
             raise ZooError("the compile back-end on CPU needs a C++ compiler (g++ or clang++) on PATH")
 
 
-def export(graph, example: tuple, specs, batch: BatchRange, directory: Path, *, dtype: str, device: str,
+def export(graph, example: tuple, inputs, batch: BatchRange, directory: Path, *, dtype: str, device: str,
            opset: int = 18) -> dict:
     dynamic = None
     if batch.dynamic:
         dim = torch.export.Dim("batch", min=batch.min, max=batch.max)
-        dynamic = {s.name: {0: dim} for s in specs}
+        dynamic = {s.name: {0: dim} for s in inputs}
     program = torch.export.export(graph, example, dynamic_shapes=dynamic)
     path = Path(directory) / FILE
     torch._inductor.aoti_compile_and_package(program, package_path=str(path))

@@ -18,9 +18,11 @@ from typing import Any
 import torch
 
 from zoo.export.artifact import model_info, now, software_versions, write_export_json
-from zoo.checkpoint import staging_dir
+from zoo.integrity import staging_dir
 from zoo.export.graph import build_graph, family_of, fixed_inputs, input_specs, output_spec
-from zoo.export.spec import BACKENDS, BatchRange, check_backend, check_dtype, torch_dtype
+from zoo.backends import get_backend
+from zoo.export.options import check_dtype, torch_dtype
+from zoo.runtime.base import BatchRange
 from zoo.export.verify import default_thresholds, verify
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def backend_module(name: str):
     """The module implementing a back-end (``export(...)``, ``load(...)``, ``check_available(...)``)."""
-    return importlib.import_module(BACKENDS[check_backend(name)][0])
+    return importlib.import_module(get_backend(name).export_module)
 
 
 @contextmanager
@@ -89,8 +91,7 @@ def export_generator(G, out: str | os.PathLike, backend: str = "onnx", dtype: st
                        else "none in the graph (truncate z before calling)", "cutoff": truncation_cutoff},
         "noise_mode": "const",
         "fused_modconv": False,
-        "precision": ("fp32" if dtype == "fp32" else
-                      "fp16 synthesis; mapping + truncation fp32" if family_of(G) == "stylegan2" else "fp16"),
+        "precision": "fp32" if dtype == "fp32" else family_of(G).export.fp16_parts,
         "model": model_info(G),
         "source": source or {"kind": "module"},
         "created": now(),

@@ -2,20 +2,20 @@
 
 What is fixed at export time (and recorded in export.json):
 
-* eval mode, ``noise_mode='const'`` (the per-layer noise buffers become constants), StyleGAN2's
-  *non-fused* modulated conv (the fused grouped conv has ``groups=batch`` and cannot have a dynamic
-  batch), spectral-norm parametrizations folded into plain weights;
-* the truncation ``psi`` is an **input** (one value per sample, ``[N]`` float32) and the truncation
-  cutoff is baked (default: every layer / every z chunk).  StyleGAN2 truncates w toward ``w_avg``
-  (mapping network and truncation run in fp32, the synthesis network in the export dtype, as NVlabs
-  does for fp16); BigGAN scales z by psi (``G.truncate``; sample z from a truncated normal yourself
-  if you want BigGAN's other truncation trick) and runs wholly in the export dtype;
-* BigGAN's spectral norm is frozen: each SN layer's normalised weight becomes a constant buffer
-  (what eval mode computes on every call, so outputs are unchanged) and batch norm uses its stored
-  statistics (eval mode).
+* eval mode, ``noise_mode='const'`` (per-layer noise buffers become constants), spectral-norm
+  parametrizations folded into plain weights, and a frozen spectral norm: each SN layer's normalised
+  weight becomes a constant buffer (what eval mode computes on every call, so outputs are unchanged);
+* what the family's :class:`zoo.families.ExportHints` say: whether the truncation ``psi`` is an **input**
+  (one value per sample, ``[N]`` float32; the truncation cutoff is baked), which parts run in the export
+  dtype, and the traced function.  StyleGAN2 truncates w toward ``w_avg`` with mapping and truncation in
+  fp32 and the synthesis network (non-fused modulated conv: the fused grouped conv has ``groups=batch``
+  and cannot have a dynamic batch) in the export dtype, as NVlabs does for fp16; BigGAN scales z by psi
+  (``G.truncate``; sample z from a truncated normal yourself if you want BigGAN's other truncation trick)
+  and runs wholly in the export dtype.
 
-Inputs, in this order: ``z [N, z_dim] float32``; ``c`` only for conditional models (StyleGAN2:
-one-hot ``[N, c_dim] float32``; BigGAN: class indices ``[N] int64``); ``psi [N] float32`` (StyleGAN2, BigGAN).
+Inputs, in this order: ``z [N, z_dim] float32``; ``c`` only for conditional models, as the family's
+``label_format`` says (``onehot``: ``[N, c_dim] float32``, StyleGAN2; ``index``: class indices ``[N] int64``,
+BigGAN); ``psi [N] float32`` when the family's hints take it.
 Output: ``img [N, C, R, R]`` in ``out_dtype`` (float32 unless asked otherwise).
 """
 from __future__ import annotations
@@ -26,40 +26,37 @@ import numpy as np
 import torch
 from torch import nn
 
-# inputs/outputs are recorded in export.json, which zoo.runtime reads back; TensorSpec is defined there
-from zoo.runtime.base import TensorSpec
+from zoo.families import family_of
+# inputs/outputs are recorded in export.json, which zoo.runtime reads back; TensorSignature is defined there
+from zoo.runtime.base import TensorSignature
 
 # the psi values the fixed verification/benchmark inputs cycle through
 FIXED_PSI = (1.0, 0.7)
 
 
-def family_of(G) -> str:
-    return getattr(getattr(G, "config", None), "family", "unknown")
-
-
 def has_psi_input(G) -> bool:
-    """StyleGAN2 and BigGAN take psi as a graph input; an unknown family gets none."""
-    return family_of(G) in ("stylegan2", "biggan")
+    """Whether the graph of ``G`` takes the truncation psi as an input (the family's export hints)."""
+    return family_of(G).export.psi_input
 
 
-def input_specs(G) -> list[TensorSpec]:
-    specs = [TensorSpec("z", ("N", int(G.z_dim)), "float32")]
+def input_specs(G) -> list[TensorSignature]:
+    specs = [TensorSignature("z", ("N", int(G.z_dim)), "float32")]
     if getattr(G, "c_dim", 0):
-        if family_of(G) == "biggan":
-            specs.append(TensorSpec("c", ("N",), "int64"))
+        if family_of(G).label_format == "index":
+            specs.append(TensorSignature("c", ("N",), "int64"))
         else:
-            specs.append(TensorSpec("c", ("N", int(G.c_dim)), "float32"))
+            specs.append(TensorSignature("c", ("N", int(G.c_dim)), "float32"))
     if has_psi_input(G):
-        specs.append(TensorSpec("psi", ("N",), "float32"))
+        specs.append(TensorSignature("psi", ("N",), "float32"))
     return specs
 
 
-def output_spec(G, out_dtype: torch.dtype = torch.float32) -> TensorSpec:
+def output_spec(G, out_dtype: torch.dtype = torch.float32) -> TensorSignature:
     dtype = "float16" if out_dtype == torch.float16 else "float32"
-    return TensorSpec("img", ("N", int(G.img_channels), int(G.img_resolution), int(G.img_resolution)), dtype)
+    return TensorSignature("img", ("N", int(G.img_channels), int(G.img_resolution), int(G.img_resolution)), dtype)
 
 
-def fixed_inputs(specs: list[TensorSpec], batch: int, c_dim: int = 0, device="cpu") -> dict[str, torch.Tensor]:
+def fixed_inputs(specs: list[TensorSignature], batch: int, c_dim: int = 0, device="cpu") -> dict[str, torch.Tensor]:
     """Deterministic inputs for verification and benchmarks: z from seeds 0..N-1 (as ``zoo sample``),
     classes i % c_dim, psi cycling through :data:`FIXED_PSI`."""
     out: dict[str, torch.Tensor] = {}
@@ -103,35 +100,17 @@ class _GeneratorGraph(nn.Module):
         G = copy.deepcopy(G).eval()
         _fold_parametrizations(G)
         _freeze_spectral_norm(G)
-        self.family = family_of(G)
+        self.hints = family_of(G).export
         self.compute_dtype, self.out_dtype = dtype, out_dtype
         self.truncation_cutoff = truncation_cutoff
-        if self.family == "stylegan2":
-            G.synthesis.to(dtype)  # mapping + truncation stay fp32
-        else:
-            G.to(dtype)
+        self.hints.cast(G, dtype)
         self.G = G
         for p in self.parameters():
             p.requires_grad_(False)
 
     def generate(self, z, c=None, psi=None) -> torch.Tensor:
-        G = self.G
-        if self.family == "stylegan2":
-            ws = G.mapping(z, c)  # psi = 1: truncation below, with psi as a tensor
-            cutoff = ws.shape[1] if self.truncation_cutoff is None else self.truncation_cutoff
-            w_avg = G.mapping.w_avg
-            head = w_avg + psi.reshape(-1, 1, 1) * (ws[:, :cutoff] - w_avg)
-            ws = torch.cat([head, ws[:, cutoff:]], dim=1) if cutoff < ws.shape[1] else head
-            img = G.synthesis(ws.to(self.compute_dtype), noise_mode="const", fused_modconv=False)
-        else:
-            z = z.to(self.compute_dtype)
-            if c is not None and c.is_floating_point():
-                c = c.to(self.compute_dtype)
-            if psi is not None:
-                img = G(z, c, truncation_psi=psi.to(self.compute_dtype), truncation_cutoff=self.truncation_cutoff,
-                        noise_mode="const")
-            else:
-                img = G(z, c, noise_mode="const")
+        img = self.hints.generate(self.G, z, c, psi, dtype=self.compute_dtype,
+                                  truncation_cutoff=self.truncation_cutoff)
         return img.to(self.out_dtype)
 
 

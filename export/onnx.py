@@ -12,26 +12,27 @@ from pathlib import Path
 
 import torch
 
-from zoo.export.spec import BatchRange
+from zoo.backends import get_backend
 from zoo.errors import ZooError, require
+from zoo.runtime.base import BatchRange
 from zoo.runtime.onnx import OnnxGenerator, check_runtime, default_threads, load
 
-FILE = "model.onnx"
+FILE = get_backend("onnx").artifact_file
 
 
 def check_available(device: str = "cpu", dtype: str = "fp32") -> None:
     """Raise a clear error when onnx / onnxruntime (or its CUDA provider, for device cuda) is missing."""
-    require("onnx", "onnx", "ONNX export")
+    require("onnx", get_backend("onnx").extra, "ONNX export")
     check_runtime(device)
 
 
-def export(graph, example: tuple, specs, batch: BatchRange, directory: Path, *, dtype: str, device: str,
+def export(graph, example: tuple, inputs, batch: BatchRange, directory: Path, *, dtype: str, device: str,
            opset: int = 18) -> dict:
     """Write ``directory/model.onnx``; return the export.json fields of this back-end."""
     import onnx
 
     path = Path(directory) / FILE
-    names = [s.name for s in specs]
+    names = [s.name for s in inputs]
     graph, example = graph.cpu(), tuple(t.cpu() for t in example)  # the graph is device-independent
     failures = []
     exporter = None

@@ -5,9 +5,10 @@ Two MAC conventions, always labelled:
 * ``macs_G_fvcore``: multiply-accumulates fvcore counts when it traces the real module (non-fused
   modulated conv, batch 1, per image).  Elementwise ops (bias, activation, demodulation) count 0.
   This is the real cost.
-* ``macs_G_paper``: the DGL-GAN paper's analytic convention (``paper_macs`` of each family), which
-  reproduces its tables, quirks included (StyleGAN2 counts the up-conv at output resolution and the
-  constant as a conv; BigGAN's counter inflates the attention term, see ``zoo.models.biggan``).
+* ``macs_G_paper``: the DGL-GAN paper's analytic convention (each family's ``paper_macs``, described by
+  its ``paper_macs_note``), which reproduces its tables, quirks included (StyleGAN2 counts the up-conv at
+  output resolution and the constant as a conv; BigGAN's counter inflates the attention term, see
+  ``zoo.models.biggan``).  None for a family without one.
 """
 from __future__ import annotations
 
@@ -18,14 +19,9 @@ from typing import Any
 
 import torch
 
-from zoo.models import build_discriminator, build_generator, family_module, get_config
+from zoo.families import family_of, get_family
+from zoo.models import build_discriminator, build_generator, get_config
 from zoo.widths import ChMul
-
-PAPER_NOTES = {
-    "stylegan2": "DGL-GAN Network.cal_flops convention (up-conv counted at output resolution, const counted as a conv)",
-    "biggan": ("DGL-GAN BigGAN.py counter, whose attention term grows as C*R^6/32 (a bug in the paper's counter, "
-               "reproduced for comparability; macs_G_fvcore is the real cost)"),
-}
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -43,9 +39,7 @@ def example_inputs(G) -> tuple:
     """Batch-1 inputs (z[, c]) for tracing a generator."""
     z = torch.randn(1, G.z_dim)
     if G.c_dim:
-        family = G.config.family
-        c = torch.zeros(1, dtype=torch.long) if family == "biggan" else torch.eye(G.c_dim)[:1]
-        return (z, c)
+        return (z, family_of(G).condition(torch.zeros(1, dtype=torch.long), G.c_dim))
     return (z,)
 
 
@@ -71,7 +65,7 @@ def config_stats(cfg, name: str | None = None, fvcore: bool = True) -> dict[str,
     """As :func:`model_stats`, for an architecture config object."""
     G = build_generator(cfg)
     D = build_discriminator(cfg)
-    family = family_module(cfg.family)
+    family = get_family(cfg.family)
     stats = {
         "name": name,
         "family": cfg.family,
@@ -83,10 +77,10 @@ def config_stats(cfg, name: str | None = None, fvcore: bool = True) -> dict[str,
         "size_G_bytes": state_bytes(G),
         "size_D_bytes": state_bytes(D),
         "macs_G_fvcore": fvcore_macs(G) if fvcore else None,
-        "macs_G_paper": int(family.paper_macs(cfg)),
+        "macs_G_paper": int(family.paper_macs(cfg)) if family.paper_macs is not None else None,
         "macs_convention": {
             "macs_G_fvcore": "fvcore FlopCountAnalysis, 1 MAC per multiply-add, batch 1, eval, non-fused",
-            "macs_G_paper": PAPER_NOTES[cfg.family],
+            "macs_G_paper": family.paper_macs_note if family.paper_macs is not None else None,
         },
     }
     return stats
@@ -123,5 +117,6 @@ def run(args) -> int:
     for r in rows:
         print(f"{r['name']:22s} {r['ch_mul']:>6s} {r['params_G']:>14,d} {r['params_D']:>14,d} "
               f"{_fmt(r['macs_G_fvcore'], 1e9, 'G'):>16s} {_fmt(r['macs_G_paper'], 1e9, 'G'):>15s}")
-    print(f"\npaper MACs: {PAPER_NOTES[rows[0]['family']]}.\nfvcore MACs: the real cost of the module as built.")
+    note = rows[0]["macs_convention"]["macs_G_paper"]
+    print("\n" + (f"paper MACs: {note}.\n" if note else "") + "fvcore MACs: the real cost of the module as built.")
     return 0

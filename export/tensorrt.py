@@ -27,12 +27,14 @@ from pathlib import Path
 
 import torch
 
-from zoo.export.artifact import package_versions
-from zoo.export.spec import BatchRange, torch_dtype
+from zoo.backends import get_backend
 from zoo.errors import ZooError, require
+from zoo.export.artifact import package_versions
+from zoo.export.options import torch_dtype
+from zoo.runtime.base import BatchRange
 from zoo.runtime.tensorrt import TrtGenerator, check_available, load
 
-FILE = "model.ep"
+FILE = get_backend("tensorrt").artifact_file
 
 
 def output_dtype(dtype: str) -> torch.dtype:
@@ -75,24 +77,24 @@ def _engine_report(trt_module) -> dict:
     return {"engines": engines, "pytorch_fallbacks": fallbacks}
 
 
-def export(graph, example: tuple, specs, batch: BatchRange, directory: Path, *, dtype: str, device: str,
+def export(graph, example: tuple, inputs, batch: BatchRange, directory: Path, *, dtype: str, device: str,
            opset: int = 18) -> dict:
     import torch_tensorrt
 
     dim = torch.export.Dim("batch", min=batch.min, max=batch.max) if batch.dynamic else None
-    dynamic = {s.name: {0: dim} for s in specs} if dim is not None else None
+    dynamic = {s.name: {0: dim} for s in inputs} if dim is not None else None
     program = torch.export.export(graph, example, dynamic_shapes=dynamic)
     conv_dtypes = _graph_conv_dtypes(program)
     want = torch_dtype(dtype)
     want_name = str(want).replace("torch.", "")
     if not conv_dtypes or set(conv_dtypes) != {want_name}:
         raise ZooError(f"the graph handed to TensorRT is not all {want_name}: convolutions by dtype {conv_dtypes}")
-    inputs = [
+    trt_inputs = [
         torch_tensorrt.Input(min_shape=(batch.min, *t.shape[1:]), opt_shape=(batch.opt, *t.shape[1:]),
                              max_shape=(batch.max, *t.shape[1:]), dtype=t.dtype, name=s.name)
-        for s, t in zip(specs, example)
+        for s, t in zip(inputs, example)
     ]
-    trt_module = torch_tensorrt.dynamo.compile(program, arg_inputs=inputs, use_explicit_typing=True,
+    trt_module = torch_tensorrt.dynamo.compile(program, arg_inputs=trt_inputs, use_explicit_typing=True,
                                                min_block_size=1, truncate_double=True)
     report = _engine_report(trt_module)
     if not report["engines"]:
@@ -106,12 +108,12 @@ def export(graph, example: tuple, specs, batch: BatchRange, directory: Path, *, 
     if out.dtype != want:
         raise ZooError(f"the TensorRT engine returns {out.dtype}, not {want}: the build is not {dtype}")
     path = Path(directory) / FILE
-    try:  # keep the dynamic batch: save from Input specs without re-tracing at the example size
-        torch_tensorrt.save(trt_module, str(path), output_format="exported_program", arg_inputs=inputs,
+    try:  # keep the dynamic batch: save from the Input shapes without re-tracing at the example size
+        torch_tensorrt.save(trt_module, str(path), output_format="exported_program", arg_inputs=trt_inputs,
                             retrace=False)
     except TypeError:  # older torch-tensorrt signatures
         torch_tensorrt.save(trt_module, str(path), output_format="exported_program", arg_inputs=list(example))
-    trt = require("tensorrt", "trt", "TensorRT engines")
+    trt = require("tensorrt", get_backend("tensorrt").extra, "TensorRT engines")
     props = torch.cuda.get_device_properties(torch.device(device))
     return {
         "file": FILE,

@@ -10,20 +10,20 @@ from pathlib import Path
 
 import torch
 
-from zoo.export.spec import BatchRange
+from zoo.backends import get_backend
+from zoo.errors import ZooError
+from zoo.runtime.base import BatchRange
 from zoo.runtime.torchscript import TorchScriptGenerator, load
 
-FILE = "model.ts"
+FILE = get_backend("torchscript").artifact_file
 
 
 def check_available(device: str = "cpu", dtype: str = "fp32") -> None:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        from zoo.errors import ZooError
-
         raise ZooError("--device cuda was asked for but torch sees no CUDA device")
 
 
-def export(graph, example: tuple, specs, batch: BatchRange, directory: Path, *, dtype: str, device: str,
+def export(graph, example: tuple, inputs, batch: BatchRange, directory: Path, *, dtype: str, device: str,
            opset: int = 18) -> dict:
     traced = torch.jit.trace(graph, example, check_trace=False)
     torch.jit.save(traced, str(Path(directory) / FILE))

@@ -65,13 +65,15 @@ _GENERATORS: dict = {}
 def generator(w: str, resolution: int):
     """The width-``w`` generator (random weights, seed 0), built once per process: every back-end times
     the same weights, and building the full-width model is a good part of a dry run."""
+    from zoo.families import family_of
     from zoo.models import build_generator
 
     if (w, resolution) not in _GENERATORS:
         import torch
 
         torch.manual_seed(0)
-        _GENERATORS[(w, resolution)] = build_generator(NAME, ch_mul=w, resolution=resolution).eval()
+        G = build_generator(NAME, ch_mul=w, resolution=resolution).eval()
+        _GENERATORS[(w, resolution)] = family_of(G).prepare(G)
     return _GENERATORS[(w, resolution)]
 
 
@@ -160,7 +162,7 @@ def build_calls(backend: str, args, workdir: Path) -> tuple[dict, dict]:
     import torch
 
     from zoo.export.graph import build_graph, fixed_inputs, input_specs
-    from zoo.export.spec import torch_dtype
+    from zoo.export.options import torch_dtype
 
     dtype = torch_dtype(args.dtype)
     calls, facts = {}, {"build_s": {}}
@@ -170,7 +172,7 @@ def build_calls(backend: str, args, workdir: Path) -> tuple[dict, dict]:
         feeds = list(fixed_inputs(input_specs(G), args.batch, G.c_dim, args.device).values())
         if backend == "tensorrt":
             from zoo.export.exporter import export_generator
-            from zoo.export.spec import BatchRange
+            from zoo.runtime.base import BatchRange
             from zoo.runtime.tensorrt import TrtGenerator
 
             path, meta = export_generator(G, workdir / f"trt-{w.replace('/', '_')}", backend="tensorrt",

@@ -225,7 +225,7 @@ class Server:
                     log.warning("warm-up of %s failed: %s", model, message)
             if self.freeze_gc:
                 # what exists now (torch, the app, loaded models) lives as long as the process: keep it out of
-                # the collector's full passes, which otherwise paused every request for ~0.2 s now and then
+                # the collector's full passes, which otherwise pause requests (docs/serving.md)
                 import gc
 
                 gc.collect()

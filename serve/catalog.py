@@ -56,7 +56,7 @@ class Variant:
     def public(self) -> dict[str, Any]:
         """What ``GET /v1/models`` says about it (no server path)."""
         from zoo.latency import parse_rows, quality
-        from zoo.registry.api import headline
+        from zoo.registry.model import headline
 
         head = headline(self.metadata)
         kid, key = quality(self.metadata)
@@ -77,15 +77,17 @@ def _pinned_variant(name: str, path: Path) -> Variant:
     """A pinned checkpoint directory as a Variant (config read, architecture counted on the meta device)."""
     import torch
 
-    from zoo.checkpoint import read_config, read_json, read_manifest, sha256_file
-    from zoo.models import build_generator, family_module
+    from zoo.checkpoint import read_config
+    from zoo.families import get_family
+    from zoo.integrity import read_json, read_manifest, sha256_file
+    from zoo.models import build_generator
 
     _, cfg = read_config(path)
     meta = read_json(path / "metadata.json") if (path / "metadata.json").is_file() else {}
     sha = ((read_manifest(path) or {}).get("config.json") or {}).get("sha256") or sha256_file(path / "config.json")
     with torch.device("meta"):
         G = build_generator(cfg)
-    paper_macs = getattr(family_module(cfg.family), "paper_macs", None)
+    paper_macs = get_family(cfg.family).paper_macs
     facts = {"family": cfg.family, "resolution": int(G.img_resolution), "c_dim": int(getattr(G, "c_dim", 0) or 0),
              "z_dim": int(G.z_dim), "params_G": sum(p.numel() for p in G.parameters()),
              "macs_G_paper": int(paper_macs(cfg)) if paper_macs else None}
@@ -99,7 +101,7 @@ class Catalog:
 
     def __init__(self, pinned: list[tuple[str, str]] | dict[str, str] | None = None, registry: Any = None,
                  refresh_s: float = 30.0):
-        from zoo.registry.store import check_name
+        from zoo.registry.model import check_name
 
         self.registry, self.refresh_s = registry, refresh_s
         self.pinned: dict[str, dict[str, Variant]] = {}
@@ -123,7 +125,7 @@ class Catalog:
         if self.registry is False:
             return
         from zoo.registry.api import stores
-        from zoo.registry.store import iter_entries
+        from zoo.registry.model import iter_entries
 
         snapshot: dict[str, dict[str, dict[str, Any]]] = {}
         try:

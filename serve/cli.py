@@ -79,9 +79,8 @@ def single_malloc_arena() -> bool:
 
     The tuning (zoo.launch: MALLOC_MMAP_THRESHOLD_ and friends) keeps large freed blocks in the heap
     instead of returning them to the OS.  But threads other than the main one allocate from secondary
-    arenas, whose heaps are at most 64 MiB: a larger activation (church-256 at 1/4, batch 8: 67 MB) is
-    then mmapped and page-faulted on every forward anyway, and the server's inference thread ran a batch
-    of 8 in 420 ms instead of 270 ms (a batch of 7, 58 MB, was unaffected).  One arena for all threads
+    arenas, whose heaps are at most 64 MiB: a larger activation is then mmapped and page-faulted on every
+    forward anyway (what that cost: docs/serving.md, "malloc").  One arena for all threads
     (``mallopt(M_ARENA_MAX, 1)``, before any worker thread starts) keeps the tuning for every thread.
     Nothing happens without the tuning, with MALLOC_ARENA_MAX set, or outside glibc."""
     import ctypes

@@ -46,18 +46,22 @@ class Loaded:
 
 
 def load_variant(variant: Variant, device: str = "cpu") -> Loaded:
-    """Load a variant's EMA generator (blocking; files verified as always).  Runs in a load thread."""
+    """Load a variant's EMA generator (blocking; files verified as always), prepared for inference by its
+    family (``GANFamily.prepare``: a CPU fast path, say).  Runs in a load thread."""
+    from zoo.families import family_of
+
     t0 = time.perf_counter()
     if variant.source == PINNED:
         from zoo.checkpoint import load_checkpoint
 
         G = load_checkpoint(variant.path, device=device, load_D=False).G_ema
     else:
-        from zoo.registry import load_checkpoint
+        from zoo.registry import load_entry
 
-        G = load_checkpoint(variant.model, variant.ch_mul, variant.version, device=device, load_D=False,
-                            registry=variant.store).G_ema
-    G = G.eval()
+        G = load_entry(variant.model, variant.ch_mul, variant.version, device=device, load_D=False,
+                       registry=variant.store).G_ema
+    # the checkpoint loaders give the network as trained; zoo.load prepares it, and so must this path
+    G = family_of(G).prepare(G.eval())
     facts = facts_of(G)
     nbytes = sum(t.numel() * t.element_size() for t in list(G.parameters()) + list(G.buffers()))
     variant.facts.update({"family": facts.family, "resolution": facts.resolution, "c_dim": facts.c_dim,

@@ -96,7 +96,8 @@ def test_variants_duplicates_and_unfinished_runs():
 
 def check_tables(report):
     """Every number of the tiny study's tables, against values computed here from VALUES."""
-    from zoo.models import build_generator, family_module
+    from zoo.families import get_family
+    from zoo.models import build_generator
 
     (cfg,) = report["configs"]
     assert cfg["config"] == SG2 and cfg["family"] == "stylegan2"
@@ -107,7 +108,7 @@ def check_tables(report):
     for r in cfg["rows"]:
         assert r["params_G"] == params[r["ch_mul"]]
         assert r["compression"] == pytest.approx(params["1"] / params[r["ch_mul"]])
-        assert r["macs_G_paper"] == int(family_module("stylegan2").paper_macs(tiny_arch(SG2, r["ch_mul"])))
+        assert r["macs_G_paper"] == int(get_family("stylegan2").paper_macs(tiny_arch(SG2, r["ch_mul"])))
         assert r["macs_G_fvcore"] and r["macs_G_fvcore"] < r["macs_G_paper"]  # the real cost is below the paper's
     teacher = row(report, "teacher", "1")
     assert teacher["seeds"] == [0] and teacher["metrics"]["kid"]["mean"] == pytest.approx(0.010)
@@ -260,7 +261,7 @@ def test_bad_input(study, tmp_path, capsys):
 def test_latency_from_registry_and_registry_mode(study, tmp_path, capsys):
     """Where the registry entry of a width has `zoo bench` rows, the table shows latency and speedup; the
     registry's own `zoo compare NAME` keeps working."""
-    from zoo.checkpoint import manifest_for, write_json
+    from zoo.integrity import manifest_for, write_json
     from zoo.registry.publish import publish
 
     registry = tmp_path / "registry"

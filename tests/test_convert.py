@@ -25,7 +25,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from zoo.checkpoint import load_checkpoint, sha256_file
+from zoo.checkpoint import load_checkpoint
+from zoo.integrity import sha256_file
 from zoo.convert import import_checkpoint, import_to_dir, read_source
 from zoo.errors import ZooError
 

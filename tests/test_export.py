@@ -7,8 +7,9 @@ import torch
 
 from zoo.export.artifact import load_export, read_export_json
 from zoo.export.exporter import export_generator
-from zoo.export.spec import BatchRange, parse_batch_list
+from zoo.export.options import parse_batch_list
 from zoo.export.verify import VerificationError
+from zoo.runtime import BatchRange
 from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.models import build_generator
@@ -54,7 +55,7 @@ def test_onnx_stylegan2_parity_two_batch_sizes_one_artifact(sg2, sg2_onnx):
 
 
 def test_onnx_export_json_records_everything(sg2_onnx):
-    from zoo.checkpoint import sha256_file
+    from zoo.integrity import sha256_file
 
     path, meta = sg2_onnx
     assert meta["backend"] == "onnx" and meta["dtype"] == "fp32" and meta["opset"] >= 17
@@ -121,7 +122,8 @@ def test_existing_output_needs_overwrite(sg2_onnx, sg2):
 
 
 def test_cli_export_from_checkpoint_records_source_sha(sg2, tmp_path, capsys):
-    from zoo.checkpoint import read_json, save_checkpoint
+    from zoo.checkpoint import save_checkpoint
+    from zoo.integrity import read_json
 
     ckpt = save_checkpoint(tmp_path / "ckpt", config=sg2.config, G_ema=sg2, name="tiny")
     out = tmp_path / "onnx"

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from zoo.export.graph import build_graph, fixed_inputs, input_specs
-from zoo.export.spec import BatchRange
 from zoo.models import build_generator
+from zoo.runtime import BatchRange
 
 pytestmark = pytest.mark.gpu
 CUDA = "cuda"

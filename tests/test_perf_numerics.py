@@ -16,7 +16,6 @@ pins the maths down exactly.  See ``_assert_grads_close`` for gradients that are
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -215,7 +214,7 @@ def inputs(G, n=4):
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("noise_mode", ["const", "none", "random"])
 @pytest.mark.parametrize("fused", [False, True])
-@pytest.mark.parametrize("mode", ["train", "eval"])  # eval + no_grad: the precomputed modulation table
+@pytest.mark.parametrize("mode", ["train", "eval"])  # prepare(G)'s fast path: tests/test_fast_path.py
 def test_inference_matches_reference(name, noise_mode, fused, mode):
     G, _ = make_pair(name)
     G.train(mode == "train")
@@ -225,48 +224,6 @@ def test_inference_matches_reference(name, noise_mode, fused, mode):
         torch.manual_seed(1)
         out = G(z, c, truncation_psi=0.7, noise_mode=noise_mode, fused_modconv=fused)
     assert rel_err(out, ref) <= TOL
-
-
-@pytest.mark.parametrize("budget", [0, 2 ** 30])
-def test_modulation_table_offset_budget(monkeypatch, budget):
-    """Const-noise maps beyond the table's memory budget are built per layer: same output either way."""
-    import zoo.models.stylegan2 as sg2
-
-    monkeypatch.setattr(sg2, "OFFSET_CACHE_BYTES", budget)
-    G, _ = make_pair("plain")
-    G.eval()
-    z, c = inputs(G)
-    with torch.no_grad():
-        cached = any(o is not None for o in G.synthesis.modulation_table().offsets["const"])
-        assert cached == (budget > 0)
-        assert rel_err(G(z, c), generator_ref(G, z, c)) <= TOL
-
-
-def test_modulation_table_follows_parameter_changes():
-    """The eval-mode table is rebuilt when weights change in place, are reloaded, or change dtype."""
-    G, _ = make_pair(next(iter(CONFIGS)))
-    G.eval()
-    z, c = inputs(G)
-    with torch.inference_mode():
-        G(z, c)
-        table = G.synthesis.modulation_table()
-        assert G.synthesis.modulation_table() is table  # unchanged parameters: reused
-    with torch.no_grad():
-        for p in G.synthesis.parameters():
-            p.mul_(1.1)
-        G.synthesis.b4.conv1.noise_const.add_(1.0)
-    with torch.inference_mode():
-        assert G.synthesis.modulation_table() is not table
-        assert rel_err(G(z, c), generator_ref(G, z, c)) <= TOL
-    assert "_modulation_table" not in copy.deepcopy(G.synthesis).__dict__  # a cache, not state
-    G.load_state_dict(make_pair(next(iter(CONFIGS)))[0].state_dict())
-    with torch.no_grad():
-        assert rel_err(G(z, c), generator_ref(G, z, c)) <= TOL
-    synthesis = G.synthesis.double()  # (the mapping casts z to float32 by design)
-    with torch.no_grad():
-        ws = G.mapping(z, c).double()
-        out = synthesis(ws)
-        assert out.dtype == torch.float64 and rel_err(out, synthesis_ref(synthesis, ws)) <= TOL
 
 
 def _grads(module, loss):

@@ -14,9 +14,10 @@ import zoo
 from zoo.checkpoint import save_checkpoint
 from zoo.cli import main
 from zoo.errors import ZooError
+from zoo.families import family_of
 from zoo.models import build_discriminator, build_generator, get_config
 from zoo.registry import api, publish
-from zoo.registry.store import default_registry_uri
+from zoo.registry.model import default_registry_uri
 
 TINY = dict(resolution=16, z_dim=32, w_dim=32, mapping_layers=1)  # ~40k-param StyleGAN2, 230 kB on disk
 
@@ -35,6 +36,10 @@ def make_checkpoint(directory, ch_mul="1/8", seed=0, metadata=None, name="styleg
 
 
 def sample(G, n=3, seed=123):
+    """G(z, c) for fixed z and c, from G as zoo.load hands generators out: prepared for inference by its
+    family (in place, idempotent), so a generator and its weights loaded back run the same forward and
+    compare bit for bit."""
+    G = family_of(G).prepare(G)
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, G.z_dim, generator=g)
     c = torch.arange(n) % G.c_dim if G.c_dim else None
@@ -72,7 +77,7 @@ def test_round_trip_identical_outputs(ckpt):
     G2 = zoo.load("stylegan2-emoji", ch_mul="1/8")
     assert not G2.training
     assert torch.equal(sample(G), sample(G2))
-    full = api.load_checkpoint("stylegan2-emoji", ch_mul="1/8")
+    full = api.load_entry("stylegan2-emoji", ch_mul="1/8")
     original = zoo.load_checkpoint(directory)
     assert full.D is not None
     assert all(torch.equal(a, b) for a, b in zip(full.D.state_dict().values(), original.D.state_dict().values()))
@@ -243,7 +248,7 @@ def test_onnx_backend_is_the_export_runtime_wrapper(tmp_path):
     from zoo.export.artifact import load_export
     from zoo.export.exporter import export_generator
     from zoo.export.onnx import OnnxGenerator
-    from zoo.export.spec import BatchRange
+    from zoo.runtime.base import BatchRange
 
     directory, G = make_checkpoint(tmp_path / "c")
     # `zoo export <ckpt> --backend onnx --out <ckpt>/exports/onnx`, then publish: the whole artifact goes in

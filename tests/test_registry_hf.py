@@ -22,7 +22,7 @@ from test_registry import _default_registry_only, make_checkpoint, sample  # noq
 from zoo.errors import ZooError  # noqa: E402
 from zoo.registry import publish  # noqa: E402
 from zoo.registry.hf import HfStore  # noqa: E402
-from zoo.registry.store import empty_index  # noqa: E402
+from zoo.registry.model import empty_index  # noqa: E402
 
 REPO = "ganzoo-test/emoji"
 

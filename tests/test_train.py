@@ -27,7 +27,8 @@ def teachers(tmp_path_factory):
 # ------------------------------------------------------------------------------------------ losses
 
 def test_loss_terms_match_their_formulas():
-    from zoo.train.losses import OBJECTIVES, d_hinge, d_logistic, g_hinge, g_nonsaturating
+    from zoo.families import get_family
+    from zoo.families.losses import d_hinge, d_logistic, g_hinge, g_nonsaturating
 
     real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
     sp = torch.nn.functional.softplus
@@ -35,11 +36,14 @@ def test_loss_terms_match_their_formulas():
     assert d_logistic(real, fake) == pytest.approx(float(sp(fake).mean() + sp(-real).mean()))
     assert g_hinge(fake) == pytest.approx(1.25)                       # -mean(0.5, -3)
     assert d_hinge(real, fake) == pytest.approx((0 + 2) / 2 + (1.5 + 0) / 2)
-    assert OBJECTIVES["stylegan2"].g_loss is g_nonsaturating and OBJECTIVES["biggan"].g_loss is g_hinge
+    sg2, biggan = get_family("stylegan2").loss, get_family("biggan").loss
+    assert (sg2.g_loss, sg2.d_loss, biggan.g_loss, biggan.d_loss) == (g_nonsaturating, d_logistic, g_hinge, d_hinge)
+    assert sg2.g_adv(fake) == g_nonsaturating(fake) and sg2.d_adv(real, fake) == d_logistic(real, fake)
+    assert biggan.g_adv(fake) == g_hinge(fake) and biggan.d_adv(real, fake) == d_hinge(real, fake)
 
 
 def test_r1_and_path_length_on_known_functions():
-    from zoo.train.losses import path_lengths, r1_penalty
+    from zoo.families.losses import path_lengths, r1_penalty
 
     x = torch.randn(3, 1, 2, 2, requires_grad=True)
     logits = (3 * x).sum(dim=[1, 2, 3])                           # grad = 3 everywhere, 4 pixels
@@ -50,12 +54,12 @@ def test_r1_and_path_length_on_known_functions():
 
 
 def test_dgl_term_is_the_family_generator_loss_against_the_teacher(teachers):
-    from zoo.train.losses import OBJECTIVES, dgl_term
+    from zoo.families import get_family
     from zoo.train.teacher import resolve_teacher
 
     D_bar = resolve_teacher(str(teachers[SG2]), tiny_arch(SG2, "1/2")).load_discriminator()
     fake = torch.randn(4, 3, 16, 16, requires_grad=True)
-    term = dgl_term(D_bar, fake, None, OBJECTIVES["stylegan2"])
+    term = get_family("stylegan2").loss.dgl_term(D_bar, fake, None)
     assert float(term.detach()) == pytest.approx(float(torch.nn.functional.softplus(-D_bar(fake)).mean()))
     term.backward()
     assert fake.grad is not None and fake.grad.abs().sum() > 0
@@ -149,10 +153,10 @@ def test_lambda_zero_is_exactly_the_baseline_and_lambda_matters(tmp_path, teache
 @pytest.mark.parametrize("interval", [1, 3])
 def test_lazy_dgl_term_runs_every_k_th_step_with_weight_lambda_k(tmp_path, teachers, monkeypatch, interval):
     """dgl_interval k: Adv(G, D_bar) on G steps 0, k, 2k, ... of stage II's step counter, weighted lambda * k."""
-    import zoo.train.loop as train_loop
-    from zoo.train.losses import dgl_term
+    from zoo.families.losses import AdversarialLoss
 
     calls = []
+    dgl_term = AdversarialLoss.dgl_term
 
     def recording_dgl_term(*args):
         value = dgl_term(*args)
@@ -160,7 +164,7 @@ def test_lazy_dgl_term_runs_every_k_th_step_with_weight_lambda_k(tmp_path, teach
         value.register_hook(lambda grad, slot=calls[-1]: slot.__setitem__(0, float(grad)))
         return value
 
-    monkeypatch.setattr(train_loop, "dgl_term", recording_dgl_term)
+    monkeypatch.setattr(AdversarialLoss, "dgl_term", recording_dgl_term)
     run_tiny(tmp_path / "run", teacher=teachers[SG2], T=0.024, S=0.048, dgl_interval=interval)  # steps 3..8
     assert len(calls) == len([s for s in range(3, 9) if s % interval == 0])
     assert "batch_gpu" not in TINY_TRAIN  # one micro-batch: d loss / d Adv(G, D_bar) is the weight itself
@@ -168,7 +172,7 @@ def test_lazy_dgl_term_runs_every_k_th_step_with_weight_lambda_k(tmp_path, teach
 
 
 def test_biggan_teacher_D_stays_bit_identical(tmp_path, teachers):
-    from zoo.train.losses import OBJECTIVES, dgl_term
+    from zoo.families import get_family
     from zoo.train.teacher import resolve_teacher
 
     before = weights(teachers[BIGGAN] / "discriminator.safetensors")
@@ -180,7 +184,7 @@ def test_biggan_teacher_D_stays_bit_identical(tmp_path, teachers):
     state = {k: v.clone() for k, v in D_bar.state_dict().items()}
     fake, c = torch.randn(4, 3, 32, 32, requires_grad=True), torch.tensor([0, 1, 2, 0])
     for _ in range(3):
-        dgl_term(D_bar, fake, c, OBJECTIVES["biggan"]).backward()
+        get_family("biggan").loss.dgl_term(D_bar, fake, c).backward()
     assert not D_bar.training and fake.grad is not None
     assert all(p.grad is None and not p.requires_grad for p in D_bar.parameters())
     assert all(torch.equal(state[k], v) for k, v in D_bar.state_dict().items())

@@ -111,7 +111,8 @@ def test_ema_beta_per_family():
 def test_ema_buffers_follow_each_familys_reference(name):
     """NVlabs averages parameters and copies buffers; BigGAN-PyTorch's utils.ema averages every state
     entry, so BN running statistics and SN u vectors of G_ema are averages."""
-    from zoo.train.loop import EMA_AVERAGES_BUFFERS, update_ema
+    from zoo.families import get_family
+    from zoo.train.loop import update_ema
     from zoo.models import build_generator
 
     arch = tiny_arch(name)
@@ -127,7 +128,7 @@ def test_ema_buffers_follow_each_familys_reference(name):
             if b.is_floating_point():
                 b.zero_()
     p_before = [p.detach().clone() for p in G_ema.parameters()]
-    update_ema(G_ema, G, 0.75, EMA_AVERAGES_BUFFERS[arch.family])
+    update_ema(G_ema, G, 0.75, get_family(arch.family).ema_averages_buffers)
     for p_e, p0, p in zip(G_ema.parameters(), p_before, G.parameters()):
         torch.testing.assert_close(p_e, 0.75 * p0 + 0.25 * p)
     src = dict(G.named_buffers())
@@ -136,7 +137,8 @@ def test_ema_buffers_follow_each_familys_reference(name):
             continue
         expected = 0.25 * src[n] if arch.family == "biggan" else src[n]
         torch.testing.assert_close(b, expected)
-    assert EMA_AVERAGES_BUFFERS == {"stylegan2": False, "biggan": True}
+    assert {f: get_family(f).ema_averages_buffers for f in ("stylegan2", "biggan")} == {"stylegan2": False,
+                                                                                          "biggan": True}
 
 
 def test_biggan_ema_generator_keeps_averaged_buffers_through_a_run(tmp_path):
@@ -204,16 +206,16 @@ def test_lazy_regularisation_lr_and_betas_per_network(tmp_path, name, g_interval
 @pytest.mark.parametrize("name", [SG2, BIGGAN])
 def test_student_and_teacher_discriminators_see_the_same_fake_tensor(tmp_path, name, monkeypatch):
     """Algorithm 1: Adv(G, D) and Adv(G, D_bar) in one G step score the same G(z), not two draws."""
-    import zoo.train.loop as loop
     import zoo.models
+    from zoo.families.losses import AdversarialLoss
 
     teacher = save_tiny_checkpoint(tmp_path / "teacher", name)
     to_teacher, to_any_D = [], []   # (discriminator, input) pairs
-    real_term, real_build = loop.dgl_term, zoo.models.build_discriminator
+    real_term, real_build = AdversarialLoss.dgl_term, zoo.models.build_discriminator
 
-    def spy_term(D_bar, fake, c, objective):
+    def spy_term(loss, D_bar, fake, c):
         to_teacher.append((D_bar, fake))
-        return real_term(D_bar, fake, c, objective)
+        return real_term(loss, D_bar, fake, c)
 
     def build_and_record(arch):
         D = real_build(arch)
@@ -221,7 +223,7 @@ def test_student_and_teacher_discriminators_see_the_same_fake_tensor(tmp_path, n
         D.forward = lambda img, *a, **k: (to_any_D.append((D, img)), original(img, *a, **k))[1]
         return D
 
-    monkeypatch.setattr(loop, "dgl_term", spy_term)
+    monkeypatch.setattr(AdversarialLoss, "dgl_term", spy_term)
     monkeypatch.setattr(zoo.models, "build_discriminator", build_and_record)
     run_tiny(tmp_path / "run", name, teacher=teacher, ch_mul="1/2", T=0, S=0.016, pl_weight=0.0, r1_gamma=0.0)
     assert len(to_teacher) == 2  # one G step per 8 images, the term on every step (dgl_interval 1)

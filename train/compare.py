@@ -32,12 +32,13 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from zoo.errors import ZooError
+from zoo.metrics import MetricValue, basis_text
 from zoo.registry.cli import format_count
 
 # metric key -> (label in tables, display scale, direction: -1 lower is better, +1 higher is better)
@@ -51,8 +52,6 @@ METRICS: dict[str, tuple[str, float, int]] = {
     "fid": ("FID", 1.0, -1),
     "is": ("IS", 1.0, +1),
 }
-FEATURE_METRICS = {"kid", "fd", "precision", "recall", "cc"}   # computed in EfficientNet-Lite0 features
-INCEPTION_METRICS = {"fid", "is"}
 SCORES = ("score/h_real", "score/h_fake", "score/hbar_real", "score/hbar_fake")  # paper Fig. 4
 METHOD_ORDER = {"teacher": 0, "dgl": 1, "baseline": 2}
 CONFIDENCE = 0.95
@@ -532,7 +531,9 @@ def arch_stats(arch) -> dict[str, Any]:
 
 
 def registry_latency(config: str, registry=None) -> tuple[dict[str, dict[str, Any]], Optional[str]]:
-    """{ch_mul: {"params_G": ..., "latency": [rows]}} from the registry entries named ``config``."""
+    """{ch_mul: {"params_G": ..., "version": ..., "latency": [LatencyRow]}} from the registry entries named
+    ``config`` (rows in any stored shape, read by :func:`zoo.latency.parse_rows`)."""
+    from zoo.latency import parse_rows
     from zoo.registry.api import compare as registry_compare
 
     try:
@@ -544,63 +545,34 @@ def registry_latency(config: str, registry=None) -> tuple[dict[str, dict[str, An
         return {}, f"registry not readable for {config!r}: {exc}"
     out = {}
     for r in rows:
-        lat = r.get("latency")
         out[_norm_ch(r["ch_mul"])] = {"params_G": r.get("params_G"), "version": r.get("version"),
-                                      "latency": [x for x in lat if isinstance(x, dict)] if isinstance(lat, list)
-                                      else []}
+                                      "latency": parse_rows(r.get("latency"))}
     return out, None
 
 
-def _latency_key(row: dict[str, Any]) -> tuple:
-    return (str(row.get("device") or row.get("device_type") or "?"), str(row.get("backend") or "eager"),
-            str(row.get("dtype") or "fp32"), _as_int(row.get("batch"), 0))
+def _latency_group(row) -> tuple:
+    """(device, back-end, dtype, batch) of a :class:`zoo.latency.LatencyRow`: one latency column."""
+    return (str(row.device or row.extra.get("device_type") or "?"), row.backend, row.dtype, row.batch)
 
 
-def _latency_ms(row: dict[str, Any]) -> Optional[float]:
-    for k in ("median_ms", "ms", "latency_ms", "mean_ms"):
-        if isinstance(row.get(k), (int, float)):
-            return float(row[k])
-    return None
-
-
-def _signature(rec: RunRecord, metric: str) -> dict[str, Any]:
-    """The facts that must agree for ``metric`` values of different runs to share a column."""
-    info = rec.metrics_info or {}
-    real = info.get("real") or {}
-    sig: dict[str, Any] = {
-        "real data sha256": real.get("sha256"),
-        "n (generated images)": info.get("n"),
-        "n_real (real images)": info.get("n_real"),
-        "resolution": real.get("resolution"),
-        "truncation psi": info.get("truncation_psi"),
-    }
-    settings = info.get("settings") or {}
-    relevant = {"kid": ("kid_subsets", "kid_subset_size"), "precision": ("pr_k",), "recall": ("pr_k",),
-                "swd": ("swd_patches", "swd_directions", "swd_repeats"), "is": ("is_splits",)}
-    for k in relevant.get(metric, ()):
-        sig[f"setting {k}"] = settings.get(k)
-    if metric in FEATURE_METRICS:
-        net = info.get("feature_net") or {}
-        sig["feature network"] = (f"{net.get('net')} weights {str(net.get('weights_sha256'))[:12]} "
-                                  f"at {net.get('input_resolution')} px") if net else None
-    if metric in INCEPTION_METRICS:
-        inc = info.get("inception") or {}
-        sig["Inception weights"] = inc.get("sha256")
-    if not info and rec.data.get("sha256"):  # trained before metrics_info existed: train.cli evaluates on the
-        sig["real data sha256"] = rec.data.get("sha256")  # training data, so that hash is the metric data's
-    return sig
+def _metric_value(rec: RunRecord, metric: str) -> MetricValue:
+    """``metric`` of a run as a :class:`zoo.metrics.MetricValue` with what it was computed on."""
+    value = MetricValue.from_info(metric, rec.metrics.get(metric, math.nan), rec.metrics_info)
+    if not rec.metrics_info and rec.data.get("sha256"):  # trained before metrics_info existed: train.cli
+        value = replace(value, data_sha256=rec.data["sha256"])  # evaluates on the training data, so that hash
+    return value                                                # is the metric data's
 
 
 def check_provenance(runs: list[RunRecord], metric: str) -> tuple[Optional[str], dict[str, Any], list[str]]:
-    """(refusal message or None, the agreed facts, runs whose provenance is not recorded) for one column."""
+    """(refusal message or None, the agreed facts, runs whose provenance is not recorded) for one column:
+    the :meth:`zoo.metrics.MetricValue.basis` of every run's value must agree."""
     values: dict[str, dict[str, list[str]]] = {}
     unrecorded = sorted({r.name for r in runs if not r.metrics_info})
     for r in runs:
-        for fact, value in _signature(r, metric).items():
+        for fact, value in _metric_value(r, metric).basis().items():
             if value is None:
                 continue
-            text = value if isinstance(value, str) else json.dumps(value)
-            values.setdefault(fact, {}).setdefault(text, []).append(r.name)
+            values.setdefault(fact, {}).setdefault(basis_text(value), []).append(r.name)
     differ = []
     for fact, by_value in values.items():
         if len(by_value) > 1:
@@ -688,7 +660,7 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
     if note:
         notes.append(note)
     groups: list[tuple] = []
-    usable: dict[str, list[dict[str, Any]]] = {}
+    usable: dict[str, list[Any]] = {}  # ch_mul -> [LatencyRow]
     for ch, entry in latency_by_ch.items():
         ours = arch_by_ch.get(ch, {}).get("params_G")
         if ours is not None and entry.get("params_G") is not None and entry["params_G"] != ours:
@@ -697,9 +669,9 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
             continue
         if entry["latency"]:
             usable[ch] = entry["latency"]
-            for row in entry["latency"]:
-                if _latency_key(row) not in groups:
-                    groups.append(_latency_key(row))
+            for lrow in entry["latency"]:
+                if _latency_group(lrow) not in groups:
+                    groups.append(_latency_group(lrow))
     groups.sort()
 
     # --- rows
@@ -771,9 +743,9 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
             "latency": [], "metrics": {},
         }
         for lrow in usable.get(ch, []):
-            row["latency"].append({"device": _latency_key(lrow)[0], "backend": _latency_key(lrow)[1],
-                                   "dtype": _latency_key(lrow)[2], "batch": _latency_key(lrow)[3],
-                                   "ms": _latency_ms(lrow), "speedup": lrow.get("speedup_vs_full")})
+            device, backend, dtype, batch = _latency_group(lrow)
+            row["latency"].append({"device": device, "backend": backend, "dtype": dtype, "batch": batch,
+                                   "ms": lrow.ms, "speedup": lrow.speedup})
         for m in metric_names:
             vals = {r.seed: r.metrics[m] for r in members if m in r.metrics}
             if not vals:

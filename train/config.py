@@ -10,6 +10,9 @@ directory.  Three kinds exist:
 * ``study``  - the embedded datasets for an hour or two on 2 CPU cores: a real small-scale study.
 * ``demo``   - the embedded datasets, a visible result in minutes on 2 CPU cores (``make demo``).
 
+The tables are data of each GAN family (``zoo.families``: ``GANFamily.presets``); this module turns
+them into validated :class:`TrainConfig` objects.
+
 Units: kimg = thousands of real images shown to D (StyleGAN2's convention).  Stage I lasts
 ``stage1_kimg`` (T), stage II ``stage2_kimg`` (S; ``None`` = until divergence, see
 :class:`DivergenceRule`).  A teacher run (ch_mul 1, S = 0, no teacher) lasts ``teacher_kimg`` unless T
@@ -25,7 +28,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from zoo.widths import format_ch_mul, parse_ch_mul
 
@@ -73,7 +76,7 @@ class TrainConfig:
     Optimisers (Adam)
       g_lr, d_lr, betas, eps:    as the family's reference; lazy regularisation rescales lr and betas
                                  by interval / (interval + 1) (StyleGAN2).
-    Objective (family = the architecture's: 'stylegan2' non-saturating logistic, 'biggan' hinge)
+    Objective (the adversarial loss is the family's: GANFamily.loss)
       r1_gamma, r1_interval:     R1 on reals, lazy every r1_interval D steps (0 = off).
       pl_weight, pl_interval, pl_batch_shrink, pl_decay: path-length regulariser of G (0 = off).
       style_mixing:              probability of mixing two latents (StyleGAN2; 0 = off).
@@ -194,87 +197,27 @@ class TrainConfig:
 
 # ----------------------------------------------------------------------------------------- presets
 
-# StyleGAN2 config-f as DGL-GAN's TF code runs it (run_distillation.py): lr 0.002, betas (0, 0.99),
-# gamma 10, G_smoothing_kimg 10, lazy R1 every 16 / path length every 4, mixing 0.9; batch 32.
-_SG2_PAPER = dict(batch=32, g_lr=0.002, d_lr=0.002, betas=(0.0, 0.99), eps=1e-8, r1_gamma=10.0, ema_kimg=10.0,
-                  teacher_kimg=25_000.0, lam=0.1, tick_kimg=4.0, snapshot_ticks=50, image_ticks=10,
-                  metric_ticks=10, metrics=("fid",))
-# BigGAN-PyTorch launch_BigGAN_bs256x8.sh: batch 256 x 8 accumulations, G 1e-4 / D 4e-4, betas (0, 0.999),
-# eps 1e-6, hinge, no R1, EMA 0.9999 from iteration 20000 (= 20000 x 2048 images).
-_BIGGAN_ITERATION_KIMG = 2048 / 1000
-# T = 100000 *iterations* of that batch (204,800 kimg), not 100000 kimg: the appendix gives T = 100000
-# with no unit, the authors' BigGAN code (a BigGAN-PyTorch fork) counts iterations (state_dict['itr'],
-# test_every, ema_start all in iterations), and section 4.2's "more than 200000 iterations" for a whole
-# DGL run is T plus a stage II that runs until divergence.  docs/training.md has the argument.
-_BIGGAN_T_ITERATIONS = 100_000
-_BIGGAN_OBJECTIVE = dict(betas=(0.0, 0.999), eps=1e-6, r1_gamma=0.0, pl_weight=0.0, style_mixing=0.0,
-                         ema_kimg=None)
-_BIGGAN_PAPER = dict(_BIGGAN_OBJECTIVE, batch=2048, batch_gpu=256, g_lr=1e-4, d_lr=4e-4, ema_decay=0.9999,
-                     ema_start_kimg=20_000 * _BIGGAN_ITERATION_KIMG, teacher_kimg=138_000 * _BIGGAN_ITERATION_KIMG, lam=0.1,
-                     tick_kimg=204.8, snapshot_ticks=10, image_ticks=5, metric_ticks=5, metrics=("fid",))
+# The tables themselves are data of each GAN family (``GANFamily.presets``: {config: {preset: settings}},
+# beside its catalogue in zoo/families/<family>.py); stage1_kimg and stage2_kimg may be {ch_mul: kimg} tables.
 
+def _family_presets(config: str) -> Mapping[str, Mapping[str, Any]]:
+    """The preset tables of a catalogue configuration (ValueError listing the known ones if unknown)."""
+    from zoo.families import get_family
+    from zoo.models import get_spec
 
-def _sg2_small(batch: int, resolution: int) -> dict[str, Any]:
-    """StyleGAN2-ADA's 'auto' recipe for small data (what its 2-mapping-layer configs use):
-    lr 0.0025, gamma = 0.0002 res^2 / batch, EMA half-life batch * 10 / 32 kimg with 5 % ramp-up."""
-    return dict(batch=batch, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.0002 * resolution ** 2 / batch,
-                ema_kimg=batch * 10 / 32, ema_rampup=0.05)
-
-
-_BIGGAN_SMALL = dict(_BIGGAN_OBJECTIVE, g_lr=1e-4, d_lr=4e-4, ema_decay=0.999)
-
-# (config, preset) -> settings; stage1_kimg and stage2_kimg may be {ch_mul: kimg} tables.
-_TABLE: dict[tuple[str, str], dict[str, Any]] = {
-    # ---- paper targets (section 4.1, 4.2, appendix A)
-    # FFHQ: section 4.1 (T 15000, S 65000 at 1/2 and 1/4, 45000 at 1/8); width 1 with a teacher is the
-    # "uncompressed DGL-GAN" of section 4.3: stage I 0 -> 20000, stage II 20000 -> 30000 kimg.
-    ("stylegan2-ffhq", "paper"): dict(_SG2_PAPER, xflip=True,
-                                      stage1_kimg={"1": 20_000.0, "1/2": 15_000.0, "1/4": 15_000.0,
-                                                   "1/8": 15_000.0},
-                                      stage2_kimg={"1": 10_000.0, "1/2": 65_000.0, "1/4": 65_000.0,
-                                                   "1/8": 45_000.0}),
-    # church: gamma 10 and no x-flip both from one source, the DGL-GAN authors' StyleGAN2 launcher
-    # (run_distillation.py: D_loss.gamma = 10 hard-coded, --mirror-augment default false, set true only in
-    # their FFHQ commands).  NVlabs' own church run differs (gamma 100); we follow the code behind the paper.
-    ("stylegan2-church", "paper"): dict(_SG2_PAPER, stage1_kimg=15_000.0, stage2_kimg=30_000.0, xflip=False),
-    ("biggan-imagenet", "paper"): dict(_BIGGAN_PAPER, stage1_kimg=_BIGGAN_T_ITERATIONS * _BIGGAN_ITERATION_KIMG,
-                                       stage2_kimg=None),
-    # ---- embedded: minutes (demo) and an hour or two (study) on 2 CPU cores
-    ("stylegan2-emoji", "demo"): dict(_sg2_small(16, 64), stage1_kimg=4.0, stage2_kimg=2.0, teacher_kimg=1.5,
-                                      xflip=True, tick_kimg=0.5, snapshot_ticks=2, image_ticks=1,
-                                      metric_ticks=0, metrics=("kid",)),
-    ("stylegan2-emoji", "study"): dict(_sg2_small(16, 64), stage1_kimg=40.0, stage2_kimg=20.0, teacher_kimg=30.0,
-                                       xflip=True, tick_kimg=1.0, snapshot_ticks=4, image_ticks=2,
-                                       metric_ticks=10, metrics=("kid",)),
-    ("stylegan2-fashion-mnist", "demo"): dict(_sg2_small(32, 32), stage1_kimg=4.0, stage2_kimg=2.0,
-                                              teacher_kimg=4.0, tick_kimg=0.5, snapshot_ticks=2, image_ticks=1,
-                                              metric_ticks=0, metrics=("kid",)),
-    ("stylegan2-fashion-mnist", "study"): dict(_sg2_small(32, 32), stage1_kimg=100.0, stage2_kimg=50.0,
-                                               teacher_kimg=80.0, tick_kimg=2.0, snapshot_ticks=5,
-                                               image_ticks=2, metric_ticks=10, metrics=("kid",)),
-    ("biggan-emoji", "demo"): dict(_BIGGAN_SMALL, batch=32, stage1_kimg=4.0, stage2_kimg=2.0, teacher_kimg=3.0,
-                                   ema_start_kimg=1.0, tick_kimg=0.5, snapshot_ticks=2, image_ticks=1,
-                                   metric_ticks=0, metrics=("kid",)),
-    ("biggan-emoji", "study"): dict(_BIGGAN_SMALL, batch=32, stage1_kimg=30.0, stage2_kimg=15.0,
-                                    teacher_kimg=25.0, ema_start_kimg=5.0, tick_kimg=1.0, snapshot_ticks=4,
-                                    image_ticks=2, metric_ticks=10, metrics=("kid",)),
-    ("biggan-fashion-mnist", "demo"): dict(_BIGGAN_SMALL, batch=32, stage1_kimg=3.0, stage2_kimg=1.5,
-                                           teacher_kimg=3.0, ema_start_kimg=0.5, tick_kimg=0.5, snapshot_ticks=2,
-                                           image_ticks=1, metric_ticks=0, metrics=("kid",)),
-    ("biggan-fashion-mnist", "study"): dict(_BIGGAN_SMALL, batch=32, stage1_kimg=60.0, stage2_kimg=30.0,
-                                            teacher_kimg=60.0, ema_start_kimg=5.0, tick_kimg=2.0,
-                                            snapshot_ticks=5, image_ticks=2, metric_ticks=10,
-                                            metrics=("kid",)),
-}
+    return get_family(get_spec(config).family).presets.get(config, {})
 
 
 def default_preset(config: str) -> str:
-    """'paper' for the paper's targets, 'study' for the embedded configurations."""
-    return "paper" if (config, "paper") in _TABLE else "study"
+    """'paper' for the paper's targets, 'study' for the embedded configurations (the first of paper,
+    study, demo that the configuration has)."""
+    available = _family_presets(config)
+    return next((p for p in ("paper", "study", "demo") if p in available), "study")
 
 
 def presets_of(config: str) -> list[str]:
-    return [p for p in PRESETS if (config, p) in _TABLE]
+    available = _family_presets(config)
+    return [p for p in PRESETS if p in available]
 
 
 def get_train_config(config: str, preset: str | None = None, ch_mul="1", **overrides) -> TrainConfig:
@@ -283,13 +226,11 @@ def get_train_config(config: str, preset: str | None = None, ch_mul="1", **overr
     ``overrides`` replace fields (``stage1_kimg=``, ``batch=``, ...).  Unknown names, presets or fields
     are ValueErrors listing what exists.
     """
-    from zoo.models import get_spec
-
-    get_spec(config)  # unknown configuration -> ValueError listing the known ones
+    available = _family_presets(config)  # unknown configuration -> ValueError listing the known ones
     preset = preset or default_preset(config)
-    if (config, preset) not in _TABLE:
+    if preset not in available:
         raise ValueError(f"{config} has no {preset!r} training preset; presets: {', '.join(presets_of(config))}")
-    values: dict[str, Any] = dict(_TABLE[config, preset])
+    values: dict[str, Any] = dict(available[preset])
     width = format_ch_mul(parse_ch_mul(ch_mul))
     for key in ("stage1_kimg", "stage2_kimg"):
         if isinstance(values.get(key), dict):

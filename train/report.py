@@ -270,6 +270,7 @@ def sample_rows(cfg: dict[str, Any], runs: dict[str, RunRecord], seeds: list[int
     import torch
 
     from zoo.checkpoint import load_checkpoint
+    from zoo.families import family_of
     from zoo.images import class_inputs, make_grid, seeded_latents
 
     out = []
@@ -281,6 +282,7 @@ def sample_rows(cfg: dict[str, Any], runs: dict[str, RunRecord], seeds: list[int
         if ckpt_dir is None:
             continue
         G = load_checkpoint(ckpt_dir, load_D=False).G_ema
+        G = family_of(G).prepare(G.eval())
         z = seeded_latents(G, seeds)
         c = class_inputs(G, [i % max(G.c_dim, 1) for i in range(len(seeds))])
         with torch.inference_mode():

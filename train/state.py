@@ -36,7 +36,8 @@ from typing import Any
 
 import torch
 
-from zoo.checkpoint import fsync_dir, fsync_file, read_json, state_dict_for_save
+from zoo.checkpoint import state_dict_for_save
+from zoo.integrity import fsync_dir, fsync_file, read_json
 from zoo.train.runlock import LOCK_FILE
 from zoo.errors import ZooError
 
@@ -67,7 +68,7 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
 
 # -------------------------------------------------------------------------------- durability helpers
 # A rename is durable only once the directory holding it is fsynced; file data only once the file is
-# (zoo.checkpoint.fsync_file / fsync_dir).
+# (zoo.integrity.fsync_file / fsync_dir).
 
 def _fsync_path(path: Path) -> None:
     """fsync a file another library wrote and closed (safetensors): reopen it to get a descriptor."""

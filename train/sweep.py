@@ -71,20 +71,20 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     """Expand a sweep file into its runs (no side effects)."""
     path = Path(path)
     try:
-        spec = json.loads(path.read_text())
+        sweep_json = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ZooError(f"sweep file {path}: {exc}") from None
-    if not isinstance(spec, dict):
+    if not isinstance(sweep_json, dict):
         raise ZooError(f"sweep file {path}: expected a JSON object")
     try:
-        config, preset, experiment = spec["config"], spec.get("preset", "study"), spec["experiment"]
-        root = Path(os.path.expanduser(str(root or spec["root"])))
-        teacher, students = spec["teacher"], spec["students"]
+        config, preset, experiment = sweep_json["config"], sweep_json.get("preset", "study"), sweep_json["experiment"]
+        root = Path(os.path.expanduser(str(root or sweep_json["root"])))
+        teacher, students = sweep_json["teacher"], sweep_json["students"]
         widths, seeds = [str(w) for w in students["ch_mul"]], [int(s) for s in students["seeds"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise ZooError(f"sweep file {path}: missing or bad field {exc}") from None
-    threads = int(spec.get("threads", 1))
-    data = spec.get("data") or {}
+    threads = int(sweep_json.get("threads", 1))
+    data = sweep_json.get("data") or {}
     data_path = (root / data["path"]) if data.get("path") else None
     runs_dir = root / "runs" / config
     common = ["--config", config, "--preset", preset, "--tracking-uri", f"sqlite:///{root / 'mlruns.db'}",
@@ -93,9 +93,9 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         common += ["--data", str(data_path)]
     elif data.get("spec"):  # e.g. "random:32" (smoke tests)
         common += ["--data", str(data["spec"])]
-    for item in spec.get("arch", []):  # architecture overrides for every run (tests, experiments)
+    for item in sweep_json.get("arch", []):  # architecture overrides for every run (tests, experiments)
         common += ["--arch", str(item)]
-    for item in spec.get("set", []):  # training overrides for every run, the teacher included
+    for item in sweep_json.get("set", []):  # training overrides for every run, the teacher included
         common += ["--set", str(item)]
 
     teacher_out = runs_dir / TEACHER
@@ -111,12 +111,12 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
             for item in students.get("set", []):  # student-only overrides (the teacher's settings stay fixed)
                 base += ["--set", str(item)]
             dgl_name, dgl_out = f"{_width_dir(w)}/dgl-s{seed}", runs_dir / _width_dir(w) / f"dgl-s{seed}"
-            lam = ["--lambda", f"{float(students['lambda']):g}"] if "lambda" in students else []
-            runs.append(Run(dgl_name, str(dgl_out), tuple(base + lam + ["--teacher", str(teacher_final),
+            lam_args = ["--lambda", f"{float(students['lambda']):g}"] if "lambda" in students else []
+            runs.append(Run(dgl_name, str(dgl_out), tuple(base + lam_args + ["--teacher", str(teacher_final),
                                                                         "--out", str(dgl_out)]),
                             needs=str(teacher_final / "config.json"), after=(TEACHER,), threads=threads))
             forked = [("baseline", ["--baseline"])]
-            for variant in spec.get("variants", []):
+            for variant in sweep_json.get("variants", []):
                 if w in [str(x) for x in variant.get("ch_mul", widths)] and seed in variant.get("seeds", seeds):
                     extra = ["--teacher", str(teacher_final)]
                     if "lambda" in variant:
@@ -133,7 +133,7 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ZooError(f"sweep file {path}: two runs share a name (variant names must be unique)")
-    return Sweep(name=spec.get("name", path.stem), root=root, runs=runs, data=data_path,
+    return Sweep(name=sweep_json.get("name", path.stem), root=root, runs=runs, data=data_path,
                  data_build=tuple(str(a) for a in data.get("build", [])))
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from zoo.checkpoint import WEIGHT_FILES, read_config, sha256_file, verify_manifest
+from zoo.checkpoint import WEIGHT_FILES, read_config
+from zoo.integrity import sha256_file, verify_manifest
 from zoo.errors import ZooError
 
 

@@ -19,7 +19,8 @@ _LAZY = {
     "build_discriminator": ("zoo.models", "build_discriminator"),
     "list_configs": ("zoo.models", "list_configs"),
     "parse_ch_mul": ("zoo.widths", "parse_ch_mul"),
-    "load_checkpoint": ("zoo.registry", "load_checkpoint"),  # an entry name or a checkpoint directory
+    "load_checkpoint": ("zoo.checkpoint", "load_checkpoint"),  # a checkpoint directory
+    "load_entry": ("zoo.registry", "load_entry"),  # a registry entry by name (or a checkpoint directory)
     "save_checkpoint": ("zoo.checkpoint", "save_checkpoint"),
     "Checkpoint": ("zoo.checkpoint", "Checkpoint"),
     "convert": ("zoo.convert", None),

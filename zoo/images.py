@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoo.families import family_of
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """NCHW float in [-1, 1] -> NHWC uint8 (the StyleGAN2 convention: x * 127.5 + 128, clamped)."""
@@ -48,12 +50,11 @@ def seeded_latents(G, seeds: list[int], device: str | torch.device = "cpu") -> t
 
 
 def class_inputs(G, labels: list[int], device: str | torch.device = "cpu") -> torch.Tensor | None:
-    """Conditioning in the form the generator family expects (indices for BigGAN, one-hot for StyleGAN2)."""
+    """Conditioning in the form the generator's family expects (``GANFamily.condition``: indices for
+    BigGAN, one-hot for StyleGAN2); None for an unconditional generator."""
     if not getattr(G, "c_dim", 0):
         return None
     idx = torch.as_tensor(labels, dtype=torch.long, device=device)
     if bool((idx < 0).any()) or bool((idx >= G.c_dim).any()):
         raise ValueError(f"class labels must be in [0, {G.c_dim}), got {labels}")
-    if G.config.family == "biggan":
-        return idx
-    return torch.nn.functional.one_hot(idx, G.c_dim).float()
+    return family_of(G).condition(idx, G.c_dim)

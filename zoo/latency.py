@@ -1,10 +1,12 @@
 """Measured latency: one typed row, the local calibration cache, and latency-budget selection.
 
 A **latency row** is what ``zoo bench`` measures for one (model, width, back-end, dtype, batch) on one
-machine, as :class:`LatencyRow`.  Bench writes rows with :meth:`LatencyRow.to_dict`; the registry keeps
-them in an entry's ``metadata["latency"]``; ``zoo.load(..., max_latency_ms=...)`` and ``zoo serve`` read
-them with :meth:`LatencyRow.from_dict`, which also accepts older rows (``ms`` / ``latency_ms`` /
-``mean_ms`` instead of ``median_ms``, ``speedup`` instead of ``speedup_vs_full``, no ``fingerprint``).
+machine, as :class:`LatencyRow`, the only shape a row has.  Bench writes rows with :meth:`LatencyRow.to_dict`;
+the registry keeps them in an entry's ``metadata["latency"]``; ``zoo.load(..., max_latency_ms=...)``,
+``zoo serve`` and ``zoo compare`` read them with :meth:`LatencyRow.from_dict` / :func:`parse_rows` and never
+look at a row's keys themselves.  Rows stored in older shapes (``ms`` / ``latency_ms`` / ``mean_ms`` instead
+of ``median_ms``, ``speedup`` instead of ``speedup_vs_full``, no ``fingerprint``) are brought to the current
+one by :func:`migrate_row`, the only code that knows the old key names.
 
 The **fingerprint** (``zoo.environment.hardware(device)["fingerprint"]``, e.g. ``cpu:AMD EPYC 7B13:avx512``
 or ``cuda:NVIDIA H100 80GB HBM3``) says which hardware a row was measured on: ``"cpu"`` names no machine,
@@ -34,12 +36,31 @@ from typing import Any, Iterable
 from zoo.errors import ZooError
 
 CALIBRATION_FORMAT = "ganzoo-calibration/1"
-_MS_KEYS = ("median_ms", "ms", "latency_ms", "mean_ms")
-_SPEEDUP_KEYS = ("speedup_vs_full", "speedup")
+# Older shapes of a row still stored in entries' metadata (hand-written rows, early `zoo bench`, `zoo compare`'s
+# report rows): their keys for the time per call and the speedup, in order of preference.  Only
+# :func:`migrate_row` knows them; every reader goes through :meth:`LatencyRow.from_dict`.
+_OLD_MS_KEYS = ("ms", "latency_ms", "mean_ms")
+_OLD_SPEEDUP_KEYS = ("speedup",)
 # the keys LatencyRow writes; every other key of a row dict (mean_ms, p99_ms, an old row's ms ...) is kept in
 # ``extra`` and written back as it was
 _OWN_KEYS = frozenset(("median_ms", "speedup_vs_full", "batch", "backend", "dtype", "fingerprint", "model", "ch_mul",
                        "device", "date"))
+
+
+def migrate_row(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored row in the shape :meth:`LatencyRow.to_dict` writes, whatever shape it was stored in.
+
+    Fills ``median_ms`` from ``ms`` / ``latency_ms`` / ``mean_ms``, ``speedup_vs_full`` from ``speedup`` and
+    ``fingerprint`` from ``hardware.fingerprint`` where the row lacks them; the old keys stay (they are the
+    row's ``extra``), so a migrated row written back still reads the same to old code."""
+    out = dict(data)
+    if out.get("median_ms") is None:
+        out["median_ms"] = next((data[k] for k in _OLD_MS_KEYS if data.get(k) is not None), None)
+    if out.get("speedup_vs_full") is None:
+        out["speedup_vs_full"] = next((data[k] for k in _OLD_SPEEDUP_KEYS if data.get(k) is not None), None)
+    if out.get("fingerprint") is None and isinstance(data.get("hardware"), dict):
+        out["fingerprint"] = data["hardware"].get("fingerprint")
+    return out
 
 
 def _finite(value: Any, what: str, positive: bool = False) -> float | None:
@@ -73,18 +94,17 @@ class LatencyRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "LatencyRow":
-        """A row from bench's dict or an older one; ValueError for anything that is not a usable row."""
-        if not isinstance(data, dict):
-            raise ValueError(f"latency row must be a mapping, got {type(data).__name__}")
-        ms = next((data[k] for k in _MS_KEYS if data.get(k) is not None), None)
-        speedup = next((data[k] for k in _SPEEDUP_KEYS if data.get(k) is not None), None)
+    def from_dict(cls, stored: Any) -> "LatencyRow":
+        """A row from bench's dict or an older shape (:func:`migrate_row`); ValueError for anything that is
+        not a usable row."""
+        if not isinstance(stored, dict):
+            raise ValueError(f"latency row must be a mapping, got {type(stored).__name__}")
+        data = migrate_row(stored)
+        ms, speedup = data["median_ms"], data["speedup_vs_full"]
         batch = data.get("batch", 1)
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1 << 20:
             raise ValueError(f"latency row: batch must be a positive integer, got {batch!r:.40}")
         fingerprint = data.get("fingerprint")
-        if fingerprint is None and isinstance(data.get("hardware"), dict):
-            fingerprint = data["hardware"].get("fingerprint")
         text = {}
         for key in ("backend", "dtype", "model", "ch_mul", "device", "date"):
             value = data.get(key)
@@ -96,7 +116,7 @@ class LatencyRow:
         return cls(ms=_finite(ms, "ms", positive=True), batch=batch, backend=text["backend"] or "eager",
                    dtype=text["dtype"] or "fp32", fingerprint=fingerprint, speedup=_finite(speedup, "speedup", True),
                    model=text["model"], ch_mul=text["ch_mul"], device=text["device"], date=text["date"],
-                   extra={k: v for k, v in data.items() if k not in _OWN_KEYS})
+                   extra={k: v for k, v in stored.items() if k not in _OWN_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.extra)
@@ -162,7 +182,7 @@ def speedup_row(rows: Iterable[LatencyRow], fingerprint: str | None, batch: int 
 
 def calibration_path(fingerprint: str) -> Path:
     """``$GANZOO_HOME/latency/<sha256(fingerprint)[:16]>.json``."""
-    from zoo.registry.store import ganzoo_home
+    from zoo.registry.model import ganzoo_home
 
     digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:16]
     return ganzoo_home() / "latency" / f"{digest}.json"
@@ -171,7 +191,7 @@ def calibration_path(fingerprint: str) -> Path:
 def read_calibration(fingerprint: str) -> dict[str, dict[str, Any]]:
     """{config sha256: {"name", "ch_mul", "version", "rows": [LatencyRow, ...]}} measured on this machine
     by ``zoo bench --calibrate`` (empty when nothing was).  A damaged cache is an error naming the file."""
-    from zoo.checkpoint import read_json
+    from zoo.integrity import read_json
 
     path = calibration_path(fingerprint)
     if not path.is_file():
@@ -191,7 +211,7 @@ def read_calibration(fingerprint: str) -> dict[str, dict[str, Any]]:
 def record_calibration(fingerprint: str, measured: dict[str, dict[str, Any]]) -> Path:
     """Merge ``{config sha256: {"name", "ch_mul", "version", "rows": [LatencyRow]}}`` into the cache of this
     fingerprint (rows of the same back-end, dtype and batch are replaced) and write it atomically."""
-    from zoo.checkpoint import read_json, write_json
+    from zoo.integrity import read_json, write_json
 
     path = calibration_path(fingerprint)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,22 +296,18 @@ def _number(value) -> float | None:
 
 
 def quality(metadata: dict[str, Any]) -> tuple[float | None, tuple | None]:
-    """(KID, (real data sha256, n)) of an entry: ``metrics.kid`` and the provenance ``zoo train`` records
-    as ``metrics_info`` (top level or under ``training``); ``metrics.kid`` may also be
-    ``{"value", "data_sha256", "n"}``.  The key is None when the provenance was not recorded."""
+    """(KID, (real data sha256, n)) of an entry, from its ``metrics.kid`` as a
+    :class:`zoo.metrics.MetricValue` with the provenance ``zoo train`` records as ``metrics_info`` (top level or
+    under ``training``).  The key is None when the provenance was not recorded."""
+    from zoo.metrics import MetricValue
+
     metrics = metadata.get("metrics") if isinstance(metadata.get("metrics"), dict) else {}
-    raw = metrics.get("kid")
-    kid = _number(raw)
     info = metadata.get("metrics_info")
     if not isinstance(info, dict):
         training = metadata.get("training") if isinstance(metadata.get("training"), dict) else {}
-        info = training.get("metrics_info") if isinstance(training.get("metrics_info"), dict) else {}
-    data = (info.get("real") or {}).get("sha256") if isinstance(info.get("real"), dict) else None
-    n = info.get("n")
-    if isinstance(raw, dict):
-        data, n = raw.get("data_sha256", data), raw.get("n", n)
-    key = (data, n) if isinstance(data, str) and isinstance(n, int) and not isinstance(n, bool) else None
-    return kid, key
+        info = training.get("metrics_info") if isinstance(training.get("metrics_info"), dict) else None
+    kid = MetricValue.from_stored("kid", metrics.get("kid"), info)
+    return (kid.value, kid.data_and_n) if kid is not None else (None, None)
 
 
 def _macs(metadata: dict[str, Any]) -> float | None:
@@ -382,7 +398,7 @@ def select(candidates: list[Candidate], max_latency_ms: float, fingerprint: str,
 def candidates_from_registry(name: str, version: Any = None, registry=None) -> list[Candidate]:
     """One candidate per published width of ``name`` (at ``version``, default latest), first store wins."""
     from zoo.registry.api import stores
-    from zoo.registry.store import check_name, resolve
+    from zoo.registry.model import check_name, resolve
 
     check_name(name)
     out: dict[str, Candidate] = {}

@@ -73,7 +73,15 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def resolve_generator(source: str, ch_mul: str, version: str | None = None):
-    """A checkpoint dir, a zoo entry, or a catalogue name (random init), as an eval-mode generator."""
+    """A checkpoint dir, a zoo entry, or a catalogue name (random init), as an eval-mode generator
+    prepared for inference (its family's ``prepare``: StyleGAN2's CPU fast path)."""
+    from zoo.families import family_of
+
+    G = _load_generator(source, ch_mul, version)
+    return family_of(G).prepare(G)
+
+
+def _load_generator(source: str, ch_mul: str, version: str | None):
     from zoo.models import CATALOG, build_generator
 
     if Path(source).is_dir():

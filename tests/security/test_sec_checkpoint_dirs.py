@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from test_registry import make_checkpoint
-from zoo.checkpoint import load_checkpoint, save_checkpoint, verify_manifest, write_json
+from zoo.checkpoint import load_checkpoint, save_checkpoint
+from zoo.integrity import verify_manifest, write_json
 from zoo.cli import main
 from zoo.errors import ZooError
 
@@ -45,7 +46,7 @@ def run_isolated(code: str, *args, timeout: float = 60) -> subprocess.CompletedP
 
 VERIFY = """
 import sys
-from zoo.checkpoint import verify_manifest
+from zoo.integrity import verify_manifest
 from zoo.errors import ZooError
 try:
     verify_manifest(sys.argv[1])
@@ -309,6 +310,6 @@ def test_save_checkpoint_fsyncs_its_json_and_the_rename(tmp_path, io_log):
 
 def test_fsync_helpers_are_public():
     """train/state.py (another owner) calls these for its own files."""
-    from zoo.checkpoint import fsync_dir, fsync_file
+    from zoo.integrity import fsync_dir, fsync_file
 
     assert callable(fsync_dir) and callable(fsync_file)

@@ -9,7 +9,7 @@ from train_helpers import SG2, save_tiny_checkpoint
 
 
 def _rewrite_config(ckpt, **arch):
-    from zoo.checkpoint import MANIFEST_FILE, sha256_file
+    from zoo.integrity import MANIFEST_FILE, sha256_file
 
     cfg_path = ckpt / "config.json"
     cfg = json.loads(cfg_path.read_text())

@@ -195,7 +195,7 @@ def test_exporter_writes_what_the_loader_accepts(tmp_path):
     """A real `zoo export` artifact passes the new checks (format unchanged), and its files follow the umask."""
     from zoo.export.artifact import load_export
     from zoo.export.exporter import export_generator
-    from zoo.export.spec import BatchRange
+    from zoo.runtime.base import BatchRange
     from zoo.models import build_generator
 
     G = build_generator("stylegan2-emoji", "1/8", resolution=16, z_dim=32, w_dim=32, mapping_layers=1).eval()

@@ -18,7 +18,7 @@ import zoo
 from test_registry import _default_registry_only, make_checkpoint  # noqa: F401
 from zoo.errors import ZooError
 from zoo.registry.http import HttpStore
-from zoo.registry.store import check_index, entry_path
+from zoo.registry.model import check_index, entry_path
 
 PAYLOAD = b"#!/bin/sh\necho owned\n" * 50
 
@@ -157,7 +157,7 @@ def test_malformed_index_is_a_clear_error_not_a_traceback(evil, tmp_path, bad):
 @pytest.mark.parametrize("rel", ["../x", "a/../../x", "/etc/passwd", "a//b", "a/", "./a", ".", "..", "",
                                  "a\\..\\..\\x", "..\\x", "C:x", "c:/windows", "a\x00b", "a\nb", "\x7f"])
 def test_relpath_refuses_everything_that_can_leave_a_directory(rel):
-    from zoo.checkpoint import check_relpath
+    from zoo.integrity import check_relpath
 
     with pytest.raises(ZooError, match="not a plain relative path"):
         check_relpath(rel)
@@ -165,7 +165,7 @@ def test_relpath_refuses_everything_that_can_leave_a_directory(rel):
 
 @pytest.mark.parametrize("rel", ["config.json", "exports/onnx/model.onnx", "a b/ü.bin", "v1.2.0+build"])
 def test_relpath_accepts_plain_names(rel):
-    from zoo.checkpoint import check_relpath
+    from zoo.integrity import check_relpath
 
     assert check_relpath(rel) == rel
 

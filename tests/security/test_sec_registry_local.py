@@ -106,14 +106,14 @@ def test_file_copied_into_a_published_entry_is_never_loaded(tmp_path):
     directory, _ = make_checkpoint(tmp_path / "c")
     ref = publish(directory, include_D=False)
     assert "discriminator.safetensors" not in ref.files
-    assert zoo.registry.load_checkpoint("stylegan2-emoji", ch_mul="1/8").D is None
+    assert zoo.registry.load_entry("stylegan2-emoji", ch_mul="1/8").D is None
     entry = registry_root() / ref.path
     writable(entry)
     other, _ = make_checkpoint(tmp_path / "other", seed=5)
     (entry / "discriminator.safetensors").write_bytes((other / "discriminator.safetensors").read_bytes())
     with pytest.raises(ZooError, match="discriminator.safetensors: not listed in the checkpoint's manifest.json "
                                       "/ registry index"):
-        zoo.registry.load_checkpoint("stylegan2-emoji", ch_mul="1/8")
+        zoo.registry.load_entry("stylegan2-emoji", ch_mul="1/8")
     # what is not read does not matter: the eager generator still loads
     assert zoo.load("stylegan2-emoji", ch_mul="1/8") is not None
     problems = zoo.registry.verify()[0]["problems"]

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo.train.metrics.classifier import ClassifierSettings
 from zoo.errors import ZooError
+from zoo.metrics import MetricValue, metric_values
+from zoo.train.metrics.classifier import ClassifierSettings
 
 # name -> what it is (the names a caller asks for; result keys are listed in docs/metrics.md)
 METRICS = {
@@ -138,7 +139,10 @@ def _resolve_fake(fake, real, n: int, seed: int, truncation_psi: float, device: 
             info = {"kind": "checkpoint", "path": str(path), "name": ckpt.name, "family": ckpt.family,
                     "ch_mul": str(ckpt.ch_mul), "generator": "G_ema"}
             dev = torch.device(device or "cpu")
-            return _GeneratorSource(ckpt.G_ema, n, seed, real.labels, truncation_psi, dev, info), dev
+            from zoo.families import family_of
+
+            G = family_of(ckpt.G_ema).prepare(ckpt.G_ema.eval())  # as zoo.load runs it
+            return _GeneratorSource(G, n, seed, real.labels, truncation_psi, dev, info), dev
         if (path / "dataset.json").is_file():
             fake = load_dataset(path)
         else:
@@ -377,13 +381,20 @@ def provenance(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def values(result: dict[str, Any]) -> dict[str, MetricValue]:
+    """The metrics of an :func:`evaluate` result as :class:`zoo.metrics.MetricValue`s, each with what it was
+    computed on (its :func:`provenance`, which is how they are stored: ``metrics`` beside ``metrics_info``)."""
+    return metric_values(result["metrics"], provenance(result))
+
+
 def make_evaluator(real, *, n: int = 1024, seed: int = 0, batch_size: int = 64, **kwargs
                    ) -> Callable[[Any, list[str], Any], dict[str, float]]:
     """A ``(G, metric_names, device) -> {key: float}`` callable for a training loop.
 
     The real dataset is loaded once; each call evaluates ``G`` with the same n and seed (so the values of
     one run are comparable over time) and returns ``result["metrics"]`` (skipped metrics are absent).
-    After a call, ``evaluator.info`` is the :func:`provenance` of that evaluation.
+    After a call, ``evaluator.info`` is the :func:`provenance` of that evaluation (stored as ``metrics_info``)
+    and ``evaluator.values`` the same numbers as :class:`zoo.metrics.MetricValue`s.
     """
     from zoo.train.data.dataset import ImageDataset, load_dataset
 
@@ -393,9 +404,11 @@ def make_evaluator(real, *, n: int = 1024, seed: int = 0, batch_size: int = 64, 
         res = evaluate(G, dataset, names, n=n, seed=seed, batch_size=batch_size,
                        device=None if device is None else str(device), progress=False, **kwargs)
         evaluator.info = provenance(res)
+        evaluator.values = values(res)
         return dict(res["metrics"])
 
     evaluator.info = None
+    evaluator.values = {}
     return evaluator
 
 

@@ -156,33 +156,23 @@ def _convert_sources(src, format: str | None, d, g_ema):
         raise ZooError(f"{src}: malformed {FORMAT_HELP[fmt]} ({type(exc).__name__}: {first})") from None
 
 
-def _signature(cfg) -> tuple:
-    """What determines a network's function (widths as built, not the rule that produced them)."""
-    if cfg.family == "stylegan2":
-        cond = cfg.c_dim > 0
-        return (cfg.resolution, cfg.img_channels, cfg.z_dim, cfg.w_dim, cfg.c_dim, cfg.mapping_layers,
-                cfg.mapping_lr_mul, cfg.g_widths(), cfg.d_widths(), cfg.const_width(), cfg.mbstd_group_size,
-                cfg.mbstd_num_channels, cfg.d_mapping_layers if cond else None,
-                (cfg.d_cmap_dim or cfg.d_widths()[4]) if cond else None, cfg.conv_clamp)
-    data = cfg.to_dict()
-    data.pop("ch_mul")
-    return tuple(sorted(data.items()))
-
-
 def matching_config(config) -> str | None:
-    """The catalogue configuration (e.g. ``stylegan2-ffhq``) whose full-width architecture is exactly
-    ``config``, or None.  An import that matches is the ch_mul = 1 teacher of that configuration."""
-    from zoo.models import CATALOG, get_config
+    """The catalogue configuration (e.g. ``stylegan2-ffhq``) of ``config``'s family whose full-width
+    architecture builds exactly ``config``'s network (``GANFamily.signature``), or None.  An import that
+    matches is the ch_mul = 1 teacher of that configuration."""
+    from zoo.families import get_family
+    from zoo.models import get_config
 
-    for name, spec in CATALOG.items():
-        if spec.family == config.family and _signature(get_config(name, 1)) == _signature(config):
-            return name
+    family = get_family(config.family)
+    for spec in family.catalogue:
+        if family.signature(get_config(spec.name, 1)) == family.signature(config):
+            return spec.name
     return None
 
 
 def _metadata(fmt: str, converted, sources: dict[str, Path]) -> dict:
     from zoo import __version__
-    from zoo.checkpoint import sha256_file
+    from zoo.integrity import sha256_file
 
     files = {role: {"file": p.name, "sha256": sha256_file(p), "size": p.stat().st_size} for role, p in sources.items()}
     return {

@@ -3,7 +3,8 @@
 The FIR [1, 3, 3, 1] resampling of StyleGAN2 (NVlabs ``upfirdn2d``) is done here as depthwise
 convolutions (``groups=C``) with a per-layer pre-expanded filter, which is far cheaper on CPU than the
 single-channel ``[N*C, 1, H, W]`` reshape some ports use.  The filter is symmetric, so convolution and
-correlation agree and no flip is needed.
+correlation agree and no flip is needed.  :func:`conv_weight` stores conv weights in the memory layout
+those convolutions read, so that no call copies them.
 """
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
+# Activations run channels-last: oneDNN convolutions (depthwise FIR included) are much faster on CPU.
+CHANNELS_LAST = torch.channels_last
 
 
 def fir_kernel(taps=(1, 3, 3, 1)) -> torch.Tensor:
@@ -72,6 +76,18 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor | None, act: str = "linear", ga
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
+
+
+def conv_weight(out_channels: int, in_channels: int, kernel_size: int, transposed: bool = False) -> nn.Parameter:
+    """A randn [out, in, k, k] conv weight stored in the layout oneDNN reads for channels-last activations,
+    so that no layout copy is made on every call, in training and inference alike: channels-last
+    (in-channels innermost), or for a transposed conv (``transposed``: used as ``weight.transpose(0, 1)``)
+    out-channels innermost, which makes that transposed view channels-last.  Values, shapes and saved
+    checkpoints are those of a plain contiguous weight; ``load_state_dict`` and ``.to()`` keep the layout."""
+    weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+    if transposed:
+        return nn.Parameter(weight.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2))
+    return nn.Parameter(weight.contiguous(memory_format=CHANNELS_LAST))
 
 
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -15,6 +15,10 @@ multiplication applied after the cap, while the learned constant keeps the full-
 (512 for config F), so the 4x4 conv reads 512 channels.  This is what DGL-GAN's code does and what
 reproduces the paper's parameter counts.  An explicit per-resolution table (``g_channels`` /
 ``d_channels``) replaces the rule, for imported networks.
+
+Each module has one forward, in training and inference alike.  The CPU inference fast path (every
+layer's modulation from one precomputed table) is a separate, explicit step:
+``zoo.models.stylegan2_fast.prepare(G)``, which ``zoo.load`` and the server apply.
 """
 from __future__ import annotations
 
@@ -28,13 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.models.base import ArchConfig
-from zoo.models.ops import (LRELU_GAIN, LRELU_SLOPE, bias_act, blur, depthwise_kernel, normalize_2nd_moment,
-                            upsample2d_add, upsample2d_edge_weights)
+from zoo.models.ops import (CHANNELS_LAST, LRELU_GAIN, LRELU_SLOPE, bias_act, blur, conv_weight, depthwise_kernel,
+                            normalize_2nd_moment, upsample2d_add, upsample2d_edge_weights)
 from zoo.widths import scale_width
 
 NOISE_MODES = ("random", "const", "none")
-# Activations run channels-last: oneDNN convolutions (depthwise FIR included) are much faster on CPU.
-CHANNELS_LAST = torch.channels_last
 
 
 @dataclass(frozen=True)
@@ -154,31 +156,14 @@ class FullyConnectedLayer(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
 
 
-def _tracing() -> bool:
-    """Inside torch.jit tracing, torch.compile / torch.export or an ONNX export."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-
-
-def conv_weight(out_channels: int, in_channels: int, kernel_size: int, transposed: bool = False) -> nn.Parameter:
-    """A randn [out, in, k, k] conv weight stored the way oneDNN reads it for channels-last activations,
-    so that no layout copy is made on every call (~35-200 us per conv at narrow widths): channels-last
-    (in-channels innermost), or for a transposed conv (``transposed``: used as ``weight.transpose(0, 1)``)
-    out-channels innermost, which makes that transposed view channels-last.  Values, shapes and saved
-    checkpoints are those of a plain contiguous weight."""
-    weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
-    if transposed:
-        return nn.Parameter(weight.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2))
-    return nn.Parameter(weight.contiguous(memory_format=CHANNELS_LAST))
-
-
-def _demod_matrix(weight: torch.Tensor) -> torch.Tensor:
+def demod_matrix(weight: torch.Tensor) -> torch.Tensor:
     """sum_k w[o, i, k]^2 as [I, O]: styles^2 @ this is the squared norm of each modulated filter."""
     return weight.square().sum(dim=[2, 3]).t()
 
 
 def _demod_coefs(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
     """rsqrt(sum_{i,k} (w[o,i,k] * s[b,i])^2 + 1e-8) as [B, O], without materialising w * s."""
-    return (styles.square() @ _demod_matrix(weight) + 1e-8).rsqrt()
+    return (styles.square() @ demod_matrix(weight) + 1e-8).rsqrt()
 
 
 class SynthesisLayer(nn.Module):
@@ -190,9 +175,8 @@ class SynthesisLayer(nn.Module):
         self.in_channels, self.out_channels, self.resolution, self.up = in_channels, out_channels, resolution, up
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        # stored so that the up-conv's transposed view is channels-last (conv_weight); the same-resolution
-        # convs keep a plain weight: channels-last there raised the low mode of 1024-px batch-1 inference
-        # peak memory from ~710 to ~920 MB (oneDNN-internal; 5 fresh processes each) for a ~1 % gain
+        # the up-conv's weight is stored so that its transposed view is channels-last (conv_weight); the
+        # same-resolution convs keep a plain weight, which costs less peak memory (docs/performance.md)
         self.weight = (conv_weight(out_channels, in_channels, 3, transposed=True) if up == 2
                        else nn.Parameter(torch.randn([out_channels, in_channels, 3, 3])))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
@@ -321,129 +305,22 @@ class SynthesisBlock(nn.Module):
     def convs(self) -> list[SynthesisLayer]:
         return [self.conv1] if self.is_first else [self.conv0, self.conv1]
 
-    def forward(self, x, img, ws: torch.Tensor, noise_mode: str, fused_modconv: bool, modulations=None):
-        """``ws``: the block's [N, num_conv + 1, w_dim] slice.  ``modulations``: each layer's precomputed
-        ``(styles, scale, offset)`` and toRGB styles (the synthesis network's inference path), or None."""
-        convs = self.convs
-        if modulations is None:
-            modulations = [conv.modulation(ws[:, i]) + (None,) for i, conv in enumerate(convs)]
-            modulations.append(self.torgb.modulation(ws[:, len(convs)]))
+    def forward(self, x, img, ws: torch.Tensor, noise_mode: str = "const",
+                fused_modconv: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ws``: the block's [N, num_conv + 1, w_dim] slice (one w per conv, then the toRGB's)."""
         if self.is_first:
-            x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).contiguous(memory_format=CHANNELS_LAST)
-        for conv, (styles, scale, offset) in zip(convs, modulations):
-            x = conv.modulated_conv(x, styles, scale, offset, noise_mode, fused_modconv)
-        y = self.torgb.modulated_conv(x, modulations[-1])
-        img = y if img is None else upsample2d_add(img, y, self.up_edges)
-        return x, img
+            x = self.const_input(ws.shape[0])
+        for i, conv in enumerate(self.convs):
+            x = conv(x, ws[:, i], noise_mode, fused_modconv)
+        return x, self.skip(img, self.torgb(x, ws[:, -1]))
 
+    def const_input(self, batch: int) -> torch.Tensor:
+        """The learned 4x4 constant, repeated over the batch (first block)."""
+        return self.const.unsqueeze(0).expand(batch, -1, -1, -1).contiguous(memory_format=CHANNELS_LAST)
 
-# memory the inference table may spend on precomputed (bias + const noise) maps, per synthesis network
-OFFSET_CACHE_BYTES = 32 * 2 ** 20
-
-
-class _ModulationGroup:
-    """The layers of a ModulationTable that read the same number of channels: stacked affines
-    [L, in, w_dim] (gains folded in), biases, and for the convs among them (first) the demodulation
-    matrices sum_k w[o, i, k]^2 / 2, zero-padded to the group's widest output."""
-
-    def __init__(self, layers: list, positions: list[int], ws_index: list[int], w_dim: int):
-        convs = [layer for layer in layers if isinstance(layer, SynthesisLayer)]
-        ref, width = layers[0].affine.weight, layers[0].affine.out_features
-        self.positions, self.n_convs = positions, len(convs)
-        self.out_channels = [conv.out_channels for conv in convs]
-        o_max = max(self.out_channels, default=0)
-        self.ws_index = torch.tensor(ws_index, device=ref.device)
-        affine = ref.new_empty([len(layers), width, w_dim])
-        self.bias = ref.new_empty([len(layers), 1, width])
-        self.demod = ref.new_zeros([len(convs), width, o_max])
-        for k, layer in enumerate(layers):
-            fc, gain = layer.affine, (layer.weight_gain if isinstance(layer, ToRGBLayer) else 1.0)
-            affine[k] = fc.weight * (fc.weight_gain * gain)
-            self.bias[k, 0] = fc.bias * (fc.bias_gain * gain)
-        for k, conv in enumerate(convs):
-            self.demod[k, :, :conv.out_channels] = _demod_matrix(conv.weight) / 2
-        self.affine_t = affine.transpose(1, 2)
-
-    def __call__(self, ws: torch.Tensor) -> tuple[tuple, tuple]:
-        """(styles [N, in] per layer, output scales [N, out] per conv): views of two batched products."""
-        picked = ws.index_select(1, self.ws_index).transpose(0, 1)            # [L, N, w_dim]
-        styles = torch.baddbmm(self.bias, picked, self.affine_t)              # [L, N, in]
-        if not self.n_convs:
-            return styles.unbind(0), ()
-        # sqrt(2) * rsqrt(s^2 . sum w^2 + 1e-8) = rsqrt(s^2 . (sum w^2 / 2) + 1e-8 / 2): demod x lrelu gain
-        scales = torch.baddbmm(styles.new_full([1, 1, 1], 0.5e-8), styles[:self.n_convs].square(),
-                               self.demod).rsqrt_()                           # [L_conv, N, out_max]
-        o_max = scales.shape[2]
-        return styles.unbind(0), tuple(s if o == o_max else s[:, :o]
-                                       for s, o in zip(scales.unbind(0), self.out_channels))
-
-
-class ModulationTable:
-    """Inference constants of a synthesis network, so that all its styles and demodulation factors
-    come from a few batched matmuls instead of ~10 small ops per layer (at ch_mul 1/8 those small ops
-    cost as much as a resolution's convs).
-
-    Layers are grouped by input width (:class:`_ModulationGroup`, no padding of the big affines);
-    each conv's (bias + const noise) offset is precomputed per noise mode (the [C, H, W] const-noise
-    maps within ``OFFSET_CACHE_BYTES``).  Built from the current parameters; ``is_current`` says
-    whether every tensor it was built from is still the same object with the same data and version
-    (optimiser steps, ``load_state_dict``, ``.to()`` all change that).
-    """
-
-    def __init__(self, net: "SynthesisNetwork"):
-        layers, ws_index = [], []
-        w_idx = 0
-        for res in net.block_resolutions:
-            block = getattr(net, f"b{res}")
-            layers += [*block.convs, block.torgb]
-            ws_index += [w_idx + i for i in range(block.num_conv + 1)]
-            w_idx += block.num_conv
-        self.kinds = ["conv" if isinstance(layer, SynthesisLayer) else "rgb" for layer in layers]
-        by_width: dict[int, list[int]] = {}
-        for pos, layer in enumerate(layers):  # convs first within a group
-            by_width.setdefault(layer.affine.out_features, []).append(pos)
-        with torch.no_grad():
-            self.groups = []
-            for positions in by_width.values():
-                positions = sorted(positions, key=lambda p: self.kinds[p] != "conv")
-                self.groups.append(_ModulationGroup([layers[p] for p in positions], positions,
-                                                    [ws_index[p] for p in positions], net.w_dim))
-            # const-noise offsets are [C, H, W] (two 134 MB maps at 1024 px): cached within a budget, from
-            # the lowest resolution up; the rest are built when their layer runs (None)
-            self.offsets = {"const": [], "none": []}
-            budget = OFFSET_CACHE_BYTES
-            for layer, kind in zip(layers, self.kinds):
-                const = none = None
-                if kind == "conv":
-                    none = layer.offset("none")
-                    size = layer.out_channels * layer.resolution ** 2 * layer.weight.element_size()
-                    if size <= budget:
-                        const, budget = layer.offset("const"), budget - size
-                self.offsets["const"].append(const)
-                self.offsets["none"].append(none)
-        sources = []  # what it was built from: (owner dict, name, tensor, data pointer, version)
-        for layer in layers:
-            for module, names in ((layer.affine, ("weight", "bias")),
-                                  (layer, ("weight", "bias", "noise_strength", "noise_const"))):
-                for name in names:
-                    owner = module._parameters if name in module._parameters else module._buffers
-                    if name in owner:
-                        sources.append((owner, name, owner[name], owner[name].data_ptr(), owner[name]._version))
-        self.sources = sources
-
-    def is_current(self) -> bool:
-        return all(owner.get(name) is t and t.data_ptr() == ptr and t._version == version
-                   for owner, name, t, ptr, version in self.sources)
-
-    def __call__(self, ws: torch.Tensor, noise_mode: str) -> list:
-        """Per layer in forward order: ``(styles [N, in], scale [N, out], offset)`` for convs, styles for toRGBs."""
-        out: list = [None] * len(self.kinds)
-        offsets = self.offsets["const" if noise_mode == "const" else "none"]
-        for group in self.groups:
-            styles, scales = group(ws)
-            for k, pos in enumerate(group.positions):
-                out[pos] = (styles[k], scales[k], offsets[pos]) if k < group.n_convs else styles[k]
-        return out
+    def skip(self, img: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        """'skip' architecture: the running image, 2x FIR-upsampled, plus this block's toRGB output ``y``."""
+        return y if img is None else upsample2d_add(img, y, self.up_edges)
 
 
 class MappingNetwork(nn.Module):
@@ -506,42 +383,25 @@ class SynthesisNetwork(nn.Module):
             self.num_ws += block.num_conv
         self.num_ws += 1  # the last block's toRGB
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | None = None) -> torch.Tensor:
+    @property
+    def blocks(self) -> list[SynthesisBlock]:
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def check_inputs(self, ws: torch.Tensor, noise_mode: str) -> None:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | None = None) -> torch.Tensor:
+        self.check_inputs(ws, noise_mode)
         fused = self.fused_modconv if fused_modconv is None else fused_modconv
-        # eager eval mode without autograd: every layer's modulation from one precomputed table (traced,
-        # compiled and exported graphs keep the per-layer form, which reads the parameters themselves)
-        table = None if (fused or self.training or torch.is_grad_enabled() or _tracing()) else self.modulation_table()
-        modulations = table(ws, noise_mode) if table is not None else None
         x = img = None
-        w_idx = k = 0
-        for res in self.block_resolutions:
-            block = getattr(self, f"b{res}")
-            n = block.num_conv + 1
-            x, img = block(x, img, ws[:, w_idx:w_idx + n], noise_mode, fused,
-                           modulations[k:k + n] if modulations is not None else None)
+        w_idx = 0
+        for block in self.blocks:  # consecutive blocks share a w: a block's toRGB and the next block's conv0
+            x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + 1], noise_mode, fused)
             w_idx += block.num_conv
-            k += n
         return img
-
-    def _apply(self, fn, *args, **kwargs):  # .to() / .float() / .cuda(): drop the table (and its old tensors)
-        self.__dict__.pop("_modulation_table", None)
-        return super()._apply(fn, *args, **kwargs)
-
-    def __getstate__(self):  # copy.deepcopy / pickle: the table is a cache, not state
-        state = super().__getstate__()
-        state.pop("_modulation_table", None)
-        return state
-
-    def modulation_table(self) -> ModulationTable:
-        """The inference table for the current parameters (rebuilt when any of them changed)."""
-        table = self.__dict__.get("_modulation_table")
-        if table is None or not table.is_current():
-            table = self.__dict__["_modulation_table"] = ModulationTable(self)
-        return table
 
 
 class Generator(nn.Module):

@@ -1,4 +1,4 @@
-"""The read API: ``zoo.load``, ``zoo.list``, ``zoo.info``, ``load_checkpoint``, aliases, verify, compare.
+"""The read API: ``zoo.load``, ``zoo.list``, ``zoo.info``, ``load_entry``, aliases, verify, compare.
 
 ``registry=None`` means the default chain: ``$GANZOO_REGISTRY`` (or ``$GANZOO_HOME/registry``, default
 ``~/.cache/ganzoo/registry``), then the entries bundled with the package (``zoo/weights/registry``)
@@ -11,15 +11,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import check_relpath
 from zoo.errors import ZooError
-from zoo.registry.store import EntryRef, Store, iter_entries, open_store
+from zoo.integrity import check_relpath
+from zoo.registry.model import EntryRef, Store, headline, iter_entries
+from zoo.registry.schemes import open_store
 from zoo.widths import ChMul
 
-BACKENDS = ("eager", "onnx", "tensorrt")
-# model file of the export artifact each non-eager backend loads, relative to the entry; its directory
-# (exports/<backend>/) holds the whole artifact written by `zoo export` (model file + export.json)
-EXPORT_FILES = {"onnx": "exports/onnx/model.onnx", "tensorrt": "exports/tensorrt/model.ep"}
+from zoo.backends import LOAD_BACKENDS as BACKENDS  # what zoo.load opens
 
 
 def bundled_registry() -> Path:
@@ -71,21 +69,22 @@ def _checkpoint_dir(name) -> Path | None:
     return p if ("/" in name or os.sep in name or name.startswith(".")) and (p / "config.json").is_file() else None
 
 
-def load_checkpoint(name: str, ch_mul: ChMul = 1, version: Any = None, device: str = "cpu",
-                    load_D: bool = True, registry=None):
+def load_entry(name: str | os.PathLike, ch_mul: ChMul = 1, version: Any = None, device: str = "cpu",
+               load_D: bool = True, registry=None):
     """G_ema, G, D, config and metadata of an entry (``zoo.checkpoint.Checkpoint``), files verified first.
 
-    ``name`` may also be a checkpoint directory path (then ``ch_mul``/``version``/``registry`` are unused).
+    ``name`` may also be a checkpoint directory path (then ``ch_mul``/``version``/``registry`` are unused
+    and it is :func:`zoo.checkpoint.load_checkpoint`).
     """
-    from zoo.checkpoint import load_checkpoint as load_dir
+    from zoo.checkpoint import load_checkpoint
 
     directory = _checkpoint_dir(name)
     if directory is not None:
-        return load_dir(directory, device=device, load_D=load_D)
+        return load_checkpoint(directory, device=device, load_D=load_D)
     store, ref = resolve(name, ch_mul, version, registry)
     directory = store.fetch(ref)  # verified against the index's sha256 of every file
     # only what the index lists (and fetch just verified) is read: a file copied into the entry later is not
-    ckpt = load_dir(directory, device=device, load_D=load_D, verify=False, listed=ref.files)
+    ckpt = load_checkpoint(directory, device=device, load_D=load_D, verify=False, listed=ref.files)
     ckpt.name = ref.name
     return ckpt
 
@@ -106,6 +105,9 @@ def load(name: str, ch_mul: ChMul | None = None, version: Any = None, device: st
     decision as ``G.zoo_selection`` (a :class:`zoo.latency.Selection`: ``.reason`` says what was picked and
     why), also logged at INFO.  None fits, or nothing measured here: a ZooError listing the measured
     options.  MAC-based estimates fill unmeasured widths only with ``allow_estimates=True``.
+
+    The eager generator is returned as its family's ``prepare(G)`` makes it (:class:`zoo.families.GANFamily`:
+    inference-only preparation, e.g. a CPU fast path), after ``device`` and ``dtype`` are applied.
 
     ``backend="onnx"`` / ``"tensorrt"`` open the export artifact the entry holds under
     ``exports/<backend>/`` (model file + export.json, as ``zoo export`` writes it) with the same wrapper
@@ -135,13 +137,20 @@ def load(name: str, ch_mul: ChMul | None = None, version: Any = None, device: st
         return G
     ch_mul = 1.0 if ch_mul is None else ch_mul
     if backend == "eager":
-        G = load_checkpoint(name, ch_mul, version, device=device, load_D=False, registry=registry).G_ema
+        from zoo.families import family_of
+
+        G = load_entry(name, ch_mul, version, device=device, load_D=False, registry=registry).G_ema
         dtype = _as_dtype(dtype)
         if dtype is not None:
             G = G.to(dtype)
-        return G.eval()
+        # the family's inference preparation (e.g. a CPU fast path) on the generator it returns, after the
+        # dtype so that what it prepares is what runs
+        return family_of(G).prepare(G.eval())
+    from zoo.backends import get_backend
+
     store, ref = resolve(name, ch_mul, version, registry)
-    artifact = EXPORT_FILES[backend]
+    chosen = get_backend(backend)
+    artifact = chosen.registry_file
     if artifact not in ref.files:
         exported = sorted({p.split("/")[1] for p in ref.files if p.startswith("exports/") and p.count("/") >= 2})
         raise ZooError(
@@ -159,10 +168,8 @@ def load(name: str, ch_mul: ChMul | None = None, version: Any = None, device: st
             f"backend={backend!r} can no longer load). Export it again with `zoo export {ref.name} --ch-mul "
             f"{ref.ch_mul} --backend {backend} --out <checkpoint>/{export_dir}` and publish a new version."
         )
-    if backend == "onnx":  # the messages zoo.load always gave for a missing extra
-        require("onnxruntime", "onnx", "backend='onnx'")
-    else:
-        require("torch_tensorrt", "trt", "backend='tensorrt'")
+    if chosen.load_requires:
+        require(chosen.load_requires, chosen.extra, f"backend={backend!r}")
     directory = store.fetch(ref) / export_dir
     meta = read_export_json(directory)[1]
     recorded = meta.get("backend")
@@ -175,27 +182,6 @@ def load(name: str, ch_mul: ChMul | None = None, version: Any = None, device: st
         raise ZooError(f"{ref}: {export_dir}/{EXPORT_FILE} names {model!r}, which the registry index does not "
                        "list (it was never verified); refusing to load it")
     return load_artifact(directory, device=device)
-
-
-def _number(value) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
-        return value["value"]
-    return None
-
-
-def headline(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The few facts ``zoo list`` / ``zoo compare`` show: params, MACs, method, numeric metrics."""
-    training = metadata.get("training") or {}
-    metrics = metadata.get("metrics") or {}
-    out = {k: metadata.get(k) for k in ("params_G", "params_D", "macs_G_paper", "macs_G_fvcore", "resolution")}
-    out["method"] = training.get("method") if isinstance(training, dict) else None
-    out["metrics"] = ({k: _number(v) for k, v in metrics.items() if _number(v) is not None}
-                      if isinstance(metrics, dict) else {})
-    return out
 
 
 def _row(store: Store, ref: EntryRef) -> dict[str, Any]:

@@ -180,15 +180,9 @@ def add_compare(parser) -> None:
 
 def _latency_text(latency) -> str:
     """'b1 3.1ms b8 9.9ms' from a latency table (list of rows with batch + ms), else '-'."""
-    if not isinstance(latency, list):
-        return "-"
-    parts = []
-    for row in latency:
-        if isinstance(row, dict) and "batch" in row:
-            ms = next((row[k] for k in ("ms", "latency_ms", "median_ms", "mean_ms")
-                       if isinstance(row.get(k), (int, float))), None)
-            if ms is not None:
-                parts.append(f"b{row['batch']} {ms:.3g}ms" + (f" ({row['backend']})" if row.get("backend") else ""))
+    from zoo.latency import parse_rows
+
+    parts = [f"b{r.batch} {r.ms:.3g}ms ({r.backend})" for r in parse_rows(latency) if r.ms is not None]
     return " ".join(parts[:4]) or "-"
 
 

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from zoo.errors import ZooError, require
-from zoo.registry.store import (
-    INDEX_FILE, EntryRef, Store, add_version, check_entry, check_index, empty_index, hash_tree, iter_entries,
-    resolve, set_alias, verify_files,
+from zoo.integrity import read_json, verify_files
+from zoo.registry.model import (
+    INDEX_FILE, EntryRef, Store, add_version, check_entry, check_index, empty_index, headline, iter_entries,
+    resolve, seal_entry, set_alias,
 )
 
 CARD_FILE = "README.md"
@@ -79,8 +80,6 @@ class HfStore(Store):
     # ------------------------------------------------------------------ read
     def read_index(self) -> dict[str, Any]:
         if self._index is None:
-            from zoo.checkpoint import read_json
-
             path = self._download(INDEX_FILE, self.revision)
             self.commit = path.parent.name  # .../snapshots/<commit>/index.json
             self._index = check_index(read_json(path), f"{self.location}/{INDEX_FILE}")
@@ -144,17 +143,10 @@ class HfStore(Store):
 
     def publish_dir(self, staged: Path, name: str, ch_mul: str, version: str | None,
                     finalize: Callable[[Path, str], dict[str, Any]], aliases=()) -> EntryRef:
-        from zoo.checkpoint import MANIFEST_FILE, write_json
-
         index = self._read_for_update()
 
         def record(v: str) -> dict[str, Any]:
-            metadata = finalize(staged, v)
-            write_json(staged / MANIFEST_FILE, {"files": {k: i for k, i in hash_tree(staged).items()
-                                                          if k != MANIFEST_FILE}})
-            path = f"{name}/{ch_mul.replace('/', '_')}/{v}"
-            return {"path": path, "published": metadata["registry"]["published"], "files": hash_tree(staged),
-                    "metadata": metadata}
+            return seal_entry(staged, name, ch_mul, v, finalize)
 
         ref = add_version(index, name, ch_mul, version, record)
         for alias in aliases:
@@ -178,11 +170,11 @@ class HfStore(Store):
 
 def model_card(index: dict[str, Any], repo_id: str) -> str:
     """README.md for the Hub: YAML front matter plus a table of every entry and how to load it."""
-    from zoo.registry.api import headline
-
     refs = list(iter_entries(index))
     licences = sorted({str(r.metadata.get("license")) for r in refs if r.metadata.get("license")})
-    conditional = any((r.metadata.get("family") == "biggan") for r in refs)
+    from zoo.families import families
+
+    conditional = any(getattr(families().get(r.metadata.get("family")), "class_conditional", False) for r in refs)
     front = ["---", "library_name: ganzoo", f"license: {licences[0] if len(licences) == 1 else 'other'}",
              "pipeline_tag: unconditional-image-generation", "tags:", "- gan", "- dgl-gan", "- model-compression",
              "- safetensors"] + (["- class-conditional"] if conditional else []) + ["---", ""]

@@ -35,10 +35,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import fsync_file, read_json, sha256_file, write_json
 from zoo.errors import ZooError
-from zoo.registry.local import file_lock
-from zoo.registry.store import INDEX_FILE, EntryRef, Store, check_entry, check_index, ganzoo_home, verify_files
+from zoo.integrity import file_lock, fsync_file, read_json, sha256_file, verify_files, write_json
+from zoo.registry.model import INDEX_FILE, EntryRef, Store, check_entry, check_index, ganzoo_home
 
 USER_AGENT = "ganzoo-registry/1"
 CHUNK = 1 << 16

@@ -8,36 +8,22 @@ server is an HTTP store.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.checkpoint import MANIFEST_FILE, current_umask, fsync_dir, read_json, write_json
 from zoo.errors import ZooError
-from zoo.registry.store import (
-    INDEX_FILE, EntryRef, Store, add_version, check_entry, check_index, empty_index, entry_path, hash_tree,
-    ch_key, require_verified, resolve, set_alias, verify_files, walk_tree,
+from zoo.integrity import (current_umask, file_lock, fsync_dir, fsync_tree, read_json, verify_files, walk_tree,
+                           write_json)
+from zoo.registry.model import (
+    INDEX_FILE, EntryRef, Store, add_version, ch_key, check_entry, check_index, empty_index, require_verified,
+    resolve, seal_entry, set_alias,
 )
 
 LOCK_FILE = ".lock"
 STAGING_DIR = ".staging"
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive advisory lock (``fcntl.flock``) held for the ``with`` block (POSIX only)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _make_read_only(directory: Path) -> None:
@@ -51,19 +37,6 @@ def _make_read_only(directory: Path) -> None:
             p.chmod(0o777 & ~umask)
         elif p.is_file():
             p.chmod(0o444 & ~umask)
-
-
-def _fsync_tree(directory: Path) -> None:
-    """fsync every file and directory of a staged entry before it is renamed into place: once the index
-    lists an entry, a crash must not leave it with files the kernel had not written yet."""
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(root)
 
 
 class LocalStore(Store):
@@ -112,20 +85,16 @@ class LocalStore(Store):
         """
         def mutate(index):
             def record(v: str) -> dict[str, Any]:
-                metadata = finalize(staged, v)
-                write_json(staged / MANIFEST_FILE, {"files": {
-                    k: i for k, i in hash_tree(staged).items() if k != MANIFEST_FILE}})
-                files = hash_tree(staged)
-                target = self.root / entry_path(name, ch_mul, v)
+                sealed = seal_entry(staged, name, ch_mul, v, finalize)
+                target = self.root / sealed["path"]
                 if target.exists():  # left by a publisher that died before updating the index
                     shutil.rmtree(target)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _fsync_tree(staged)
+                fsync_tree(staged)
                 os.replace(staged, target)
                 fsync_dir(target.parent)  # the entry is on disk before the index that lists it
                 _make_read_only(target)
-                return {"path": entry_path(name, ch_mul, v), "published": metadata["registry"]["published"],
-                        "files": files, "metadata": metadata}
+                return sealed
 
             ref = add_version(index, name, ch_mul, version, record)
             for alias in aliases:

@@ -14,7 +14,7 @@ import warnings
 from typing import Any
 
 from zoo.errors import ZooError, require
-from zoo.registry.store import EntryRef, Store, ch_dir
+from zoo.registry.model import EntryRef, Store, ch_dir
 
 
 def model_name(name: str, ch_mul) -> str:

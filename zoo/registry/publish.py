@@ -26,11 +26,11 @@ import stat
 from pathlib import Path
 from typing import Any, Iterable
 
-from zoo.checkpoint import (CONFIG_FILE, METADATA_FILE, WEIGHT_FILES, file_kind, read_json, verify_manifest,
-                            write_json)
+from zoo.checkpoint import CONFIG_FILE, METADATA_FILE, WEIGHT_FILES
 from zoo.errors import ZooError
-from zoo.registry.store import (EntryRef, Store, ch_key, check_alias, check_name, check_version, open_store,
-                                 walk_tree)
+from zoo.integrity import file_kind, read_json, sha256_file, verify_manifest, walk_tree, write_json
+from zoo.registry.model import EntryRef, Store, ch_key, check_alias, check_name, check_version
+from zoo.registry.schemes import open_store
 
 EXPORTS_DIR = "exports"
 SUMMARY_FILE = "summary.json"
@@ -60,7 +60,7 @@ def _utc_now() -> str:
 
 def build_metadata(ckpt, run_dir: Path | None) -> dict[str, Any]:
     """Metadata of a new entry from a loaded checkpoint (``zoo.checkpoint.Checkpoint``) and its run dir."""
-    from zoo.models import family_module
+    from zoo.families import get_family
 
     metadata = copy.deepcopy(ckpt.metadata or {})
     if run_dir is not None and (run_dir / SUMMARY_FILE).is_file():
@@ -69,7 +69,7 @@ def build_metadata(ckpt, run_dir: Path | None) -> dict[str, Any]:
             metadata["training"] = {**summary, **(metadata.get("training") or {})}
     metadata["params_G"] = sum(p.numel() for p in ckpt.G_ema.parameters())
     metadata["params_D"] = sum(p.numel() for p in ckpt.D.parameters()) if ckpt.D is not None else None
-    paper_macs = getattr(family_module(ckpt.config.family), "paper_macs", None)
+    paper_macs = get_family(ckpt.config.family).paper_macs
     if paper_macs is not None:
         metadata["macs_G_paper"] = int(paper_macs(ckpt.config))
     metadata.setdefault("macs_G_fvcore", None)
@@ -168,8 +168,6 @@ def publish(source: str | os.PathLike, name: str | None = None, ch_mul=None, ver
         software = _software()
 
         def finalize(directory: Path, v: str) -> dict[str, Any]:
-            from zoo.checkpoint import sha256_file
-
             metadata["registry"] = {
                 "name": name, "ch_mul": actual, "version": v, "published": _utc_now(),
                 "source": str(Path(source).resolve()), "files_from_source": copied,

@@ -6,6 +6,7 @@ under ``<entry>/exports/<backend>/``::
     DIR/model.onnx | model.pt2 | model.ts | model.ep   the exported graph (one file)
     DIR/export.json                                   backend, dtype, batch range, inputs/outputs, ...
 
+Which module loads which back-end is the ``runtime_module`` column of :data:`zoo.backends.BACKENDS`.
 This package is the *loading* side only, so that both ``zoo.load(..., backend="onnx"|"tensorrt")``
 and the ``export`` package (``export.artifact.load_export``, ``zoo bench``) use the same wrappers
 without ``zoo`` importing ``export``.  Writing artifacts stays in ``export``.
@@ -23,24 +24,15 @@ from __future__ import annotations
 import importlib
 import os
 
-from zoo.errors import ZooError
-from zoo.runtime.base import (EXPORT_FILE, FORMAT, BatchRange, ExportedGenerator, ModuleGenerator, TensorSpec,
+from zoo.backends import get_backend
+from zoo.runtime.base import (EXPORT_FILE, FORMAT, BatchRange, ExportedGenerator, ModuleGenerator, TensorSignature,
                               is_artifact, model_file, positive_int, read_export_json)
-
-# back-end name (export.json "backend") -> module of this package that loads it
-RUNTIMES: dict[str, str] = {
-    "onnx": "zoo.runtime.onnx",
-    "torchscript": "zoo.runtime.torchscript",
-    "compile": "zoo.runtime.compile",
-    "tensorrt": "zoo.runtime.tensorrt",
-}
 
 
 def runtime_module(backend: str):
-    """The module that loads artifacts of ``backend`` (``load(path, device, **kwargs)``)."""
-    if backend not in RUNTIMES:
-        raise ZooError(f"unknown backend {backend!r}; choose from: {', '.join(RUNTIMES)}")
-    return importlib.import_module(RUNTIMES[backend])
+    """The module that loads artifacts of ``backend`` (``load(path, device, **kwargs)``), named by
+    :data:`zoo.backends.BACKENDS`; ZooError for a back-end that table does not list."""
+    return importlib.import_module(get_backend(backend).runtime_module)
 
 
 def load_artifact(path: str | os.PathLike, device: str = "cpu", **kwargs) -> ExportedGenerator:
@@ -53,7 +45,6 @@ def load_artifact(path: str | os.PathLike, device: str = "cpu", **kwargs) -> Exp
 
 
 __all__ = [
-    "EXPORT_FILE", "FORMAT", "RUNTIMES", "BatchRange", "ExportedGenerator", "ModuleGenerator", "TensorSpec",
-    "is_artifact",
-    "load_artifact", "model_file", "positive_int", "read_export_json", "runtime_module",
+    "EXPORT_FILE", "FORMAT", "BatchRange", "ExportedGenerator", "ModuleGenerator", "TensorSignature",
+    "is_artifact", "load_artifact", "model_file", "positive_int", "read_export_json", "runtime_module",
 ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import check_relpath, file_problem, read_json
+from zoo.integrity import check_relpath, file_problem, read_json
 from zoo.errors import ZooError
 
 FORMAT = "ganzoo-export/1"
@@ -71,7 +71,7 @@ class BatchRange:
 
 
 @dataclass(frozen=True)
-class TensorSpec:
+class TensorSignature:
     """One graph input or output: name, shape with 'N' for the batch axis, numpy dtype name."""
 
     name: str
@@ -82,8 +82,9 @@ class TensorSpec:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TensorSpec":
+    def from_dict(cls, data: dict) -> "TensorSignature":
         return cls(data["name"], tuple(data["shape"]), data["dtype"])
+
 
 
 # ------------------------------------------------------------------------------------------ export.json
@@ -147,7 +148,7 @@ class ExportedGenerator:
         model = self.meta["model"]
         self.z_dim, self.c_dim = model["z_dim"], model["c_dim"]
         self.img_resolution, self.img_channels = model["img_resolution"], model["img_channels"]
-        self.inputs = [TensorSpec.from_dict(d) for d in self.meta["inputs"]]
+        self.inputs = [TensorSignature.from_dict(d) for d in self.meta["inputs"]]
         self.batch = BatchRange.from_dict(self.meta["batch"])
         self.backend, self.dtype = self.meta["backend"], self.meta["dtype"]
         self.config = None

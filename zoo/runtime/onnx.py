@@ -10,13 +10,16 @@ import os
 
 import torch
 
+from zoo.backends import get_backend
 from zoo.errors import ZooError, require
 from zoo.runtime.base import ExportedGenerator
+
+EXTRA = get_backend("onnx").extra
 
 
 def check_runtime(device: str = "cpu"):
     """ONNX Runtime (with its CUDA provider, for device cuda), or a clear error; returns the module."""
-    ort = require("onnxruntime", "onnx", "running ONNX models")
+    ort = require("onnxruntime", EXTRA, "running ONNX models")
     if str(device).startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
         raise ZooError("ONNX Runtime has no CUDAExecutionProvider here "
                        f"(available: {', '.join(ort.get_available_providers())}); "

@@ -11,8 +11,11 @@ import os
 
 import torch
 
+from zoo.backends import get_backend
 from zoo.errors import ZooError, require
 from zoo.runtime.base import ModuleGenerator
+
+EXTRA = get_backend("tensorrt").extra
 
 
 def check_available(device: str = "cpu", dtype: str = "fp16") -> None:
@@ -21,8 +24,8 @@ def check_available(device: str = "cpu", dtype: str = "fp16") -> None:
                        "use --backend onnx or --backend compile on this machine")
     if not str(device).startswith("cuda"):
         raise ZooError("the tensorrt backend runs on the GPU only: pass --device cuda")
-    require("tensorrt", "trt", "TensorRT engines")
-    require("torch_tensorrt", "trt", "building TensorRT engines")
+    require("tensorrt", EXTRA, "TensorRT engines")
+    require("torch_tensorrt", EXTRA, "building TensorRT engines")
 
 
 class TrtGenerator(ModuleGenerator):
@@ -33,8 +36,8 @@ class TrtGenerator(ModuleGenerator):
     def __init__(self, path: str | os.PathLike, device: str = "cuda"):
         super().__init__(path, device)
         check_available(device, self.dtype)
-        trt = require("tensorrt", "trt", "TensorRT engines")
-        torch_tensorrt = require("torch_tensorrt", "trt", "loading TensorRT artifacts")
+        trt = require("tensorrt", EXTRA, "TensorRT engines")
+        torch_tensorrt = require("torch_tensorrt", EXTRA, "loading TensorRT artifacts")
         built = self.meta.get("versions", {}).get("tensorrt_runtime")
         if built and built != trt.__version__:
             raise ZooError(f"{self.path}: engine built with TensorRT {built}, this is TensorRT {trt.__version__}; "

@@ -1,4 +1,4 @@
-"""The registry's data model: entry keys, versions, aliases, the index, and the store interface.
+"""The registry's data model: entry keys, versions, aliases, the index, and the interface every store has.
 
 A registry is a directory tree plus one JSON index that any store (local directory, static HTTP
 server, Hugging Face Hub repo) lays out the same way::
@@ -19,21 +19,24 @@ is about to use against it.  Its *names* are not trusted: an index read from a s
 checked by :func:`check_index` before anything is downloaded or written, and every record's ``path``
 must be exactly ``<name>/<ch>/<version>`` and every file name a plain relative path inside the entry.
 Versions are integers ("1", "2", ... auto-incremented) or semver ("1.2.0"); one (name, ch_mul) uses one
-scheme.  ``latest`` is not stored: it is always the highest version.  Nothing here imports torch.
+scheme.  ``latest`` is not stored: it is always the highest version.
+
+This module imports no store (they import it; :mod:`zoo.registry.schemes` maps URIs to them) and
+nothing here imports torch.  Hashing, manifests and file checks come from :mod:`zoo.integrity`.
 """
 from __future__ import annotations
 
 import os
 import re
-import stat
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from zoo.checkpoint import check_file_record, check_relpath, file_kind, file_problem, sha256_file
 from zoo.errors import ZooError
+from zoo.integrity import (MANIFEST_FILE, check_file_record, check_relpath, hash_tree, manifest_for, verify_files,
+                           write_json)
 from zoo.widths import ChMul, format_ch_mul, parse_ch_mul
 
 INDEX_FILE = "index.json"
@@ -146,7 +149,7 @@ def check_record(name: str, ch: str, version: str, record: Any, where: str) -> d
 
     ``path`` must be the entry's own ``<name>/<ch>/<version>`` (what every publisher writes), so an
     entry can neither leave the registry/cache nor land in another entry's directory; each file name
-    must be a plain relative path (:func:`zoo.checkpoint.check_relpath`) with a sha256 and a size.
+    must be a plain relative path (:func:`zoo.integrity.check_relpath`) with a sha256 and a size.
     """
     what = f"{where}: {name} ch_mul={ch} version {version}"
     if not isinstance(record, dict):
@@ -233,7 +236,9 @@ def _no_weights_hint(name: str) -> str:
     spec = _catalog().get(name)
     if spec is None:
         return ""
-    family = "BigGAN-PyTorch" if spec.family == "biggan" else "NVlabs StyleGAN2"
+    from zoo.families import get_family
+
+    family = get_family(spec.family).reference
     return (
         f" '{name}' is a catalogue configuration ({spec.dataset}); weights are not bundled. To obtain them: "
         f"convert the official {family} teacher with `zoo import ... --config {name} --out DIR` and "
@@ -320,70 +325,51 @@ def set_alias(index: dict[str, Any], name: str, ch_mul: ChMul, alias: str, versi
     return previous
 
 
-# --------------------------------------------------------------------------------------- file hashing
-def verify_files(directory: Path, files: dict[str, dict[str, Any]], follow_symlinks: bool = False) -> list[str]:
-    """Problems (missing / size / sha256 mismatch / not a regular file), one line per file, of ``directory``
-    against ``files``.  Files are opened only as regular files inside ``directory``
-    (:func:`zoo.checkpoint.open_regular`); ``follow_symlinks`` allows a final symlink (the HF cache)."""
-    problems = []
-    for rel, info in sorted(files.items()):
-        try:
-            check_relpath(rel, "file name")
-        except ZooError as exc:
-            problems.append(str(exc))
-            continue
-        problem = file_problem(directory, rel, info, follow_symlinks=follow_symlinks)
-        if problem is not None:
-            problems.append(problem)
-    return problems
+# ------------------------------------------------------------------------------------------ entries
+def seal_entry(staged: Path, name: str, ch_mul: str, version: str,
+               finalize: Callable[[Path, str], dict[str, Any]]) -> dict[str, Any]:
+    """The index record of a staged entry, once its version is known.
+
+    ``finalize(staged, version) -> metadata`` writes the version-dependent files (metadata.json); then
+    the entry's manifest.json is written and every file hashed, so the record lists exactly what is there.
+    """
+    metadata = finalize(staged, version)
+    write_json(staged / MANIFEST_FILE, manifest_for(staged))
+    return {"path": entry_path(name, ch_mul, version), "published": metadata["registry"]["published"],
+            "files": hash_tree(staged), "metadata": metadata}
 
 
 def require_verified(directory: Path, ref: EntryRef) -> Path:
+    """``directory`` when every file of ``ref`` in it matches the index, else a ZooError listing what does not."""
     problems = verify_files(directory, ref.files)
     if problems:
         raise ZooError(f"{ref} at {directory} failed verification: " + "; ".join(problems))
     return Path(directory)
 
 
-def walk_tree(directory: Path) -> dict[str, str]:
-    """{relative posix path: kind} of everything under ``directory`` (dotfiles skipped), symlinks not followed.
-
-    kind is "file" for a regular file, else what it is ("a symlink", "a FIFO", ...), so that callers can
-    refuse or report what they must never read.
-    """
-    directory = Path(directory)
-    out = {}
-    for root, dirs, names in os.walk(directory, followlinks=False):
-        rel_root = Path(root).relative_to(directory)
-        for name in sorted(dirs):  # a symlink to a directory is listed, never descended into
-            if not name.startswith(".") and os.path.islink(os.path.join(root, name)):
-                out[(rel_root / name).as_posix()] = "a symlink"
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
-        for name in sorted(names):
-            if name.startswith("."):
-                continue
-            mode = os.lstat(os.path.join(root, name)).st_mode
-            out[(rel_root / name).as_posix()] = "file" if stat.S_ISREG(mode) else file_kind(mode)
-    return dict(sorted(out.items()))
+# --------------------------------------------------------------------------------- headline metadata
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
+        return value["value"]
+    return None
 
 
-def hash_tree(directory: Path) -> dict[str, dict[str, Any]]:
-    """{relative posix path: {sha256, size}} of every regular file under ``directory`` (dotfiles skipped).
-
-    Symlinks and special files are refused (ZooError): what a publisher hashes is what it uploads, and
-    a symlink's target (or a FIFO) must never become part of an entry.
-    """
-    directory = Path(directory)
-    out = {}
-    for rel, kind in walk_tree(directory).items():
-        if kind != "file":
-            raise ZooError(f"{directory / rel}: {kind}; an entry holds regular files only")
-        p = directory / rel
-        out[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+def headline(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The few facts ``zoo list`` / ``zoo compare`` show: params, MACs, method, numeric metrics."""
+    training = metadata.get("training") or {}
+    metrics = metadata.get("metrics") or {}
+    out = {k: metadata.get(k) for k in ("params_G", "params_D", "macs_G_paper", "macs_G_fvcore", "resolution")}
+    out["method"] = training.get("method") if isinstance(training, dict) else None
+    out["metrics"] = ({k: _number(v) for k, v in metrics.items() if _number(v) is not None}
+                      if isinstance(metrics, dict) else {})
     return out
 
 
-# ------------------------------------------------------------------------------------------- stores
+# -------------------------------------------------------------------------------- the store interface
 class Store:
     """Where entries live.  Read side shared by all stores; writable stores add publish/alias."""
 
@@ -412,8 +398,9 @@ class Store:
     def staging_dir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="ganzoo-publish-"))
 
-    def publish_dir(self, staged: Path, name: str, ch_mul: str, version: str | None, finalize,
-                    aliases=()) -> EntryRef:
+    def publish_dir(self, staged: Path, name: str, ch_mul: str, version: str | None,
+                    finalize: Callable[[Path, str], dict[str, Any]], aliases=()) -> EntryRef:
+        """Make ``staged`` (from :meth:`staging_dir`) a new version; records come from :func:`seal_entry`."""
         raise ZooError(f"{self.location} is a read-only store")
 
     def set_alias(self, name: str, ch_mul: ChMul, alias: str, version: Any):
@@ -426,32 +413,12 @@ class Store:
         return f"{type(self).__name__}({self.location!r})"
 
 
+# ----------------------------------------------------------------------------------- where things live
 def ganzoo_home() -> Path:
+    """``$GANZOO_HOME`` (default ~/.cache/ganzoo): the default registry and the download caches live here."""
     return Path(os.environ.get("GANZOO_HOME") or Path.home() / ".cache" / "ganzoo").expanduser()
 
 
 def default_registry_uri() -> str:
     """``$GANZOO_REGISTRY`` if set, else ``$GANZOO_HOME/registry`` (default ~/.cache/ganzoo/registry)."""
     return os.environ.get("GANZOO_REGISTRY") or str(ganzoo_home() / "registry")
-
-
-def open_store(uri: str | os.PathLike | Store | None = None) -> Store:
-    """A store from a URI: a directory path or file:// URL, http(s)://..., or hf://org/repo[@revision]."""
-    if isinstance(uri, Store):
-        return uri
-    text = default_registry_uri() if uri is None else os.fspath(uri)
-    if text.startswith(("http://", "https://")):
-        from zoo.registry.http import HttpStore
-
-        return HttpStore(text)
-    if text.startswith("hf://"):
-        from zoo.registry.hf import HfStore
-
-        return HfStore.from_uri(text)
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    elif "://" in text:
-        raise ZooError(f"unsupported registry URI {text!r}: use a directory, file://, http(s):// or hf://org/repo")
-    from zoo.registry.local import LocalStore
-
-    return LocalStore(text)

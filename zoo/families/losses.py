@@ -1,19 +1,19 @@
-"""Loss terms, one small function each.
+"""Loss terms and the loss objects families own (in the spirit of NVlabs' ``training/loss.py``).
 
 StyleGAN2: non-saturating logistic loss, R1 on reals, path-length regularisation.
 BigGAN: hinge loss.
-DGL-GAN: ``dgl_term`` = Adv(G, D_bar), the family's own generator loss with the frozen teacher
-discriminator D_bar as the critic (Eq. 4 of the paper): softplus(-D_bar(G(z))) for StyleGAN2,
+DGL-GAN: :meth:`AdversarialLoss.dgl_term` = Adv(G, D_bar), the family's own generator loss with the frozen
+teacher discriminator D_bar as the critic (Eq. 4 of the paper): softplus(-D_bar(G(z))) for StyleGAN2,
 -D_bar(G(z), c) for BigGAN.  It is the only thing stage II adds.
 
 Every function returns a scalar mean over the batch except the two regularisers, which return one
-value per sample (the caller weights and averages them).
+value per sample (the training loop weights and averages them).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -56,23 +56,36 @@ def path_lengths(fake_img: Tensor, ws: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class Objective:
-    """A family's adversarial objective: generator loss and discriminator loss, both from logits."""
+class AdversarialLoss:
+    """One adversarial objective: the generator and discriminator losses, both from logits.
 
+    The training loop calls it per phase: ``g_adv`` in G's phase, ``d_adv`` in D's, and in stage II of
+    DGL-GAN ``dgl_term`` beside ``g_adv`` on the same fake images.  A family sets one as its ``loss``.
+    """
+
+    name: str
     g_loss: Callable[[Tensor], Tensor]
     d_loss: Callable[[Tensor, Tensor], Tensor]
 
+    def g_adv(self, fake_logits: Tensor) -> Tensor:
+        """Adv(G, D): the generator's loss given D's logits on G(z)."""
+        return self.g_loss(fake_logits)
 
-OBJECTIVES: dict[str, Objective] = {
-    "stylegan2": Objective(g_loss=g_nonsaturating, d_loss=d_logistic),
-    "biggan": Objective(g_loss=g_hinge, d_loss=d_hinge),
-}
+    def d_adv(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """Adv(D): the discriminator's loss given its logits on reals and on G(z)."""
+        return self.d_loss(real_logits, fake_logits)
+
+    def dgl_term(self, D_bar: torch.nn.Module, fake_img: Tensor, c: Optional[Tensor]) -> Tensor:
+        """Adv(G, D_bar): the generator loss against the frozen teacher discriminator.
+
+        Gradients flow through D_bar into ``fake_img`` (and so into G); D_bar's own parameters are frozen
+        (``requires_grad=False``, eval mode) by the caller and are never in an optimiser.
+        """
+        return self.g_adv(D_bar(fake_img, c))
 
 
-def dgl_term(D_bar, fake_img: Tensor, c: Tensor | None, objective: Objective) -> Tensor:
-    """Adv(G, D_bar): the generator loss of ``objective`` against the frozen teacher discriminator.
+NONSATURATING = AdversarialLoss("non-saturating logistic", g_nonsaturating, d_logistic)  # StyleGAN2
+HINGE = AdversarialLoss("hinge", g_hinge, d_hinge)                                       # BigGAN
 
-    Gradients flow through D_bar into ``fake_img`` (and so into G); D_bar's own parameters are frozen
-    (``requires_grad=False``, eval mode) by the caller and are never in an optimiser.
-    """
-    return objective.g_loss(D_bar(fake_img, c))
+__all__ = ["AdversarialLoss", "HINGE", "NONSATURATING", "d_hinge", "d_logistic", "g_hinge", "g_nonsaturating",
+           "path_lengths", "r1_penalty"]
