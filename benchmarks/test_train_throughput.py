@@ -24,7 +24,7 @@ CASES = {"stylegan2-emoji": (("1", "1/2", "1/4", "1/8"), 4), "biggan-emoji": (("
 
 def _images_per_second(out: Path, name: str, ch_mul: str, stage: int, teacher: Path | None, steps: int) -> float:
     from zoo.train.config import get_train_config
-    from zoo.train.loop import RunSpec, train
+    from zoo.train.loop import TrainRun, train
     from zoo.train.sources import RandomImages
     from zoo.train.teacher import num_classes, resolve_teacher
     from zoo.train.tracking import read_log
@@ -38,10 +38,10 @@ def _images_per_second(out: Path, name: str, ch_mul: str, stage: int, teacher: P
                        image_ticks=10_000)
     arch = get_config(name, ch_mul)
     data = RandomImages(arch.resolution, arch.img_channels, num_classes(arch), n=256)
-    spec = RunSpec(cfg=cfg, arch=arch, method="dgl" if stage == 2 else ("teacher" if ch_mul == "1" else "baseline"),
+    run = TrainRun(cfg=cfg, arch=arch, method="dgl" if stage == 2 else ("teacher" if ch_mul == "1" else "baseline"),
                    out=out, dataset=data, teacher=resolve_teacher(str(teacher), arch) if stage == 2 else None,
                    device=DEVICE, tracking_uri="none", progress=False)
-    train(spec)
+    train(run)
     ticks = [r for r in read_log(out / "log.jsonl") if r["event"] == "tick"]
     measured = ticks[-steps:]
     assert all(r["progress/stage"] == stage for r in measured)

@@ -35,17 +35,17 @@ def train_tiny(out: Path, method: str, seed: int, tracking_uri: str, ch_mul: str
                stage1_from=None, T: float = 0.016, S: float = 0.016):
     """tests/train_helpers.run_tiny with a seed, an experiment and the stub evaluator."""
     from zoo.train.config import get_train_config
-    from zoo.train.loop import RunSpec, train
+    from zoo.train.loop import TrainRun, train
     from zoo.train.teacher import resolve_teacher
 
     arch = tiny_arch(SG2, ch_mul)
     cfg = get_train_config(SG2, "demo", ch_mul, **{**TINY_TRAIN, "stage1_kimg": T, "stage2_kimg": S, "lam": 0.1,
                                                     "metrics": ("kid", "precision")})
     ref = resolve_teacher(str(teacher), arch) if teacher is not None else None
-    spec = RunSpec(cfg=cfg, arch=arch, method=method, out=Path(out), dataset=tiny_dataset(SG2), teacher=ref,
+    run = TrainRun(cfg=cfg, arch=arch, method=method, out=Path(out), dataset=tiny_dataset(SG2), teacher=ref,
                    seed=seed, tracking_uri=tracking_uri, experiment=EXPERIMENT, progress=False,
                    stage1_from=stage1_from, evaluator=stub_evaluator(method, seed))
-    return train(spec)
+    return train(run)
 
 
 _BUILT: dict[str, Path] = {}

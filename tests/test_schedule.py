@@ -64,10 +64,10 @@ def test_the_run_spec_uses_the_schedule():
     from train_helpers import SG2, tiny_arch, tiny_dataset
 
     from zoo.train.config import get_train_config
-    from zoo.train.loop import RunSpec
+    from zoo.train.loop import TrainRun
 
     cfg = get_train_config(SG2, "demo", "1/2", stage1_kimg=0.024, stage2_kimg=0.016, lam=0.3)
-    spec = RunSpec(cfg=cfg, arch=tiny_arch(SG2, "1/2"), method="dgl", out="unused", dataset=tiny_dataset(SG2))
-    assert (spec.stage1_nimg, spec.total_nimg, spec.lam) == (24, 40, 0.3)
-    assert spec.schedule == DGLSchedule(T=24, S=16, lam=0.3, interval=1, stage2_optimizer="restart", teacher=True)
-    assert RunSpec(cfg=cfg, arch=spec.arch, method="baseline", out="unused", dataset=spec.dataset).lam == 0.0
+    run = TrainRun(cfg=cfg, arch=tiny_arch(SG2, "1/2"), method="dgl", out="unused", dataset=tiny_dataset(SG2))
+    assert (run.stage1_nimg, run.total_nimg, run.lam) == (24, 40, 0.3)
+    assert run.schedule == DGLSchedule(T=24, S=16, lam=0.3, interval=1, stage2_optimizer="restart", teacher=True)
+    assert TrainRun(cfg=cfg, arch=run.arch, method="baseline", out="unused", dataset=run.dataset).lam == 0.0

@@ -12,7 +12,7 @@ PAPER = [("stylegan2-ffhq", "1/8"), ("stylegan2-church", "1/8"), ("biggan-imagen
 @pytest.mark.parametrize("name, ch_mul", PAPER)
 def test_paper_config_runs_both_stages_at_reduced_batch(tmp_path, name, ch_mul):
     from zoo.train.config import get_train_config
-    from zoo.train.loop import RunSpec, train
+    from zoo.train.loop import TrainRun, train
     from zoo.train.sources import RandomImages
     from zoo.train.teacher import num_classes, resolve_teacher
     from zoo.checkpoint import save_checkpoint
@@ -27,9 +27,9 @@ def test_paper_config_runs_both_stages_at_reduced_batch(tmp_path, name, ch_mul):
     save_checkpoint(tmp_path / "teacher", config=teacher_arch, G_ema=build_generator(teacher_arch),
                     D=build_discriminator(teacher_arch), name=name)
     data = RandomImages(arch.resolution, arch.img_channels, num_classes(arch), n=4)
-    spec = RunSpec(cfg=cfg, arch=arch, method="dgl", out=tmp_path / "run", dataset=data, progress=False,
+    run = TrainRun(cfg=cfg, arch=arch, method="dgl", out=tmp_path / "run", dataset=data, progress=False,
                    teacher=resolve_teacher(str(tmp_path / "teacher"), arch), tracking_uri="none")
-    summary = train(spec)
+    summary = train(run)
     assert summary["kimg"] == 0.004 and summary["teacher_D_unchanged"] is True
     records = ticks(tmp_path / "run")
     assert [r["stage"] for r in records] == [1, 2] and "loss/G_dgl" in records[1]

@@ -42,7 +42,7 @@ def _cli_schedule(config, ch_mul, method, tmp_path):
     """(T, S) as `zoo train` resolves them from the command line (no training)."""
     import argparse
 
-    from zoo.train.cli import add_arguments, build_spec
+    from zoo.train.cli import add_arguments, build_run
 
     argv = ["--config", config, "--ch-mul", ch_mul, "--out", str(tmp_path / "run"), "--data", "random:4",
             "--metrics", "none"]
@@ -52,7 +52,7 @@ def _cli_schedule(config, ch_mul, method, tmp_path):
         argv += ["--baseline"]
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    spec = build_spec(parser.parse_args(argv))
+    spec = build_run(parser.parse_args(argv))
     assert spec.method == ("teacher" if method == "teacher" else "baseline")
     return spec.cfg.stage1_kimg, spec.cfg.stage2_kimg
 

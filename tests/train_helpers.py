@@ -48,7 +48,7 @@ def run_tiny(out: Path, name: str = SG2, method: str = "dgl", teacher: Path | No
              **train_overrides):
     """Train a tiny run in-process; returns its summary."""
     from zoo.train.config import get_train_config
-    from zoo.train.loop import RunSpec, train
+    from zoo.train.loop import TrainRun, train
     from zoo.train.teacher import resolve_teacher
 
     arch = tiny_arch(name, ch_mul)
@@ -59,10 +59,10 @@ def run_tiny(out: Path, name: str = SG2, method: str = "dgl", teacher: Path | No
     cfg = get_train_config(name, "demo", ch_mul, **{**TINY_TRAIN, "stage1_kimg": T, "stage2_kimg": S, "lam": lam,
                                                     **train_overrides})
     ref = resolve_teacher(str(teacher), arch) if teacher is not None else None
-    spec = RunSpec(cfg=cfg, arch=arch, method=method, out=Path(out), dataset=tiny_dataset(name), teacher=ref,
+    run = TrainRun(cfg=cfg, arch=arch, method=method, out=Path(out), dataset=tiny_dataset(name), teacher=ref,
                    tracking_uri=tracking_uri, progress=False, stop_kimg=stop_kimg, resume=resume,
                    stage1_from=stage1_from, evaluator=evaluator)
-    return train(spec)
+    return train(run)
 
 
 def ticks(run_dir: Path) -> list[dict]:

@@ -145,28 +145,28 @@ DEFAULT_DATA = {
 }
 
 
-def load_data(spec: str | None, config: str, arch):
+def load_data(data: str | None, config: str, arch):
     """The dataset of a run: a built dataset directory (default: DEFAULT_DATA), or ``random[:N]``."""
     from zoo.train.teacher import num_classes
 
-    if spec is None:
+    if data is None:
         if config not in DEFAULT_DATA:
             raise ZooError(f"--data is required for {config} (build or import a dataset with `zoo data`)")
-        spec, build = DEFAULT_DATA[config]
-        if not Path(spec).exists():
-            raise ZooError(f"{config} trains on {spec}, which does not exist yet: run `{build}` (or pass --data)")
-    if spec == "random" or spec.startswith("random:"):
+        data, build = DEFAULT_DATA[config]
+        if not Path(data).exists():
+            raise ZooError(f"{config} trains on {data}, which does not exist yet: run `{build}` (or pass --data)")
+    if data == "random" or data.startswith("random:"):
         from zoo.train.sources import RandomImages
 
-        n = int(spec.split(":", 1)[1]) if ":" in spec else 256
+        n = int(data.split(":", 1)[1]) if ":" in data else 256
         return RandomImages(arch.resolution, arch.img_channels, num_classes(arch), n=n)
-    if not Path(spec).exists():
-        raise ZooError(f"--data {spec}: no such dataset (build it with `zoo data build ...`)")
+    if not Path(data).exists():
+        raise ZooError(f"--data {data}: no such dataset (build it with `zoo data build ...`)")
     try:
         from zoo.train.data import load_dataset
     except ImportError:
         raise ZooError("train.data is not available to load datasets; use --data random for a smoke test") from None
-    return load_dataset(spec)
+    return load_dataset(data)
 
 
 def make_evaluator(names: tuple[str, ...], dataset, config: str):
@@ -201,10 +201,10 @@ def _scalar(value):
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def build_spec(args):
-    """Validate every input and return a ``train.loop.RunSpec`` (no training, no writes)."""
+def build_run(args):
+    """Validate every input and return a ``zoo.train.loop.TrainRun`` (no training, no writes)."""
     from zoo.train.config import get_train_config, parse_assignments
-    from zoo.train.loop import RunSpec, check_dataset
+    from zoo.train.loop import TrainRun, check_dataset
     from zoo.train.runlock import LOCK_FILE
     from zoo.train.state import find_state, resume_state
     from zoo.train.teacher import resolve_teacher
@@ -278,7 +278,7 @@ def build_spec(args):
     evaluator = make_evaluator(cfg.metrics, dataset, args.config)
     if evaluator is None and cfg.stage2_kimg is None:
         raise ZooError("--stage2-kimg divergence needs train.metrics to watch a metric, and it is unavailable")
-    return RunSpec(cfg=cfg, arch=arch, method=method, out=out, dataset=dataset, teacher=teacher, seed=args.seed,
+    return TrainRun(cfg=cfg, arch=arch, method=method, out=out, dataset=dataset, teacher=teacher, seed=args.seed,
                    device=args.device, precision=args.precision, tracking_uri=args.tracking_uri,
                    experiment=args.experiment, resume=args.resume, stage1_from=stage1_from, evaluator=evaluator,
                    progress=not args.no_progress, stop_kimg=args.stop_at_kimg)
@@ -287,11 +287,11 @@ def build_spec(args):
 def run(args) -> int:
     from zoo.train.loop import train
 
-    spec = build_spec(args)
-    summary = train(spec)
+    run = build_run(args)
+    summary = train(run)
     if summary.get("stopped_at_kimg") is not None:
-        print(f"stopped at {summary['stopped_at_kimg']:g} kimg; continue with --resume --out {spec.out}")
+        print(f"stopped at {summary['stopped_at_kimg']:g} kimg; continue with --resume --out {run.out}")
     elif summary:
         print(f"{summary['method']} {summary['config']} ch_mul={summary['ch_mul']}: {summary['kimg']:g} kimg -> "
-              f"{spec.out / 'final'}")
+              f"{run.out / 'final'}")
     return 0

@@ -55,7 +55,7 @@ LOGGED_TERMS = ["loss/G_adv", "loss/G_dgl", "loss/G_pl", "loss/D_adv", "loss/D_r
 
 
 @dataclass
-class RunSpec:
+class TrainRun:
     """A fully resolved training run (``zoo.train.cli`` builds it from the command line)."""
 
     cfg: TrainConfig
@@ -147,16 +147,16 @@ def make_adam(module: torch.nn.Module, lr: float, cfg: TrainConfig, reg_interval
     return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=betas, eps=cfg.eps)
 
 
-def build_networks(spec: RunSpec, device: torch.device, fp16: bool) -> Networks:
-    """Student networks from ``spec.seed``, the teacher's D_bar from its checkpoint, Adam for the student."""
+def build_networks(run: TrainRun, device: torch.device, fp16: bool) -> Networks:
+    """Student networks from ``run.seed``, the teacher's D_bar from its checkpoint, Adam for the student."""
     from zoo.models import build_discriminator, build_generator
 
-    cfg = spec.cfg
-    torch.manual_seed(spec.seed)
-    G = build_generator(spec.arch).to(device).train()
-    D = build_discriminator(spec.arch).to(device).train()
+    cfg = run.cfg
+    torch.manual_seed(run.seed)
+    G = build_generator(run.arch).to(device).train()
+    D = build_discriminator(run.arch).to(device).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    D_bar = spec.teacher.load_discriminator(device) if spec.teacher is not None else None
+    D_bar = run.teacher.load_discriminator(device) if run.teacher is not None else None
     opt_G = make_adam(G, cfg.g_lr, cfg, cfg.pl_interval if cfg.pl_weight > 0 else None)
     opt_D = make_adam(D, cfg.d_lr, cfg, cfg.r1_interval if cfg.r1_gamma > 0 else None)
     if D_bar is not None:
@@ -392,23 +392,23 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], ignore=()) -> l
     return out
 
 
-def find_start_state(spec: RunSpec, out: Path) -> tuple[Optional[Path], bool]:
+def find_start_state(run: TrainRun, out: Path) -> tuple[Optional[Path], bool]:
     """The state this run continues from (None: a fresh start) and whether it is another run's stage I."""
-    state_dir = resume_state(out) if spec.resume else None  # cleans leftovers of killed saves
-    if spec.resume and state_dir is None and spec.stage1_from is None:
+    state_dir = resume_state(out) if run.resume else None  # cleans leftovers of killed saves
+    if run.resume and state_dir is None and run.stage1_from is None:
         raise ZooError(f"resume: no saved training state in {out} (start the run without resume)")
-    if state_dir is not None or spec.stage1_from is None:
+    if state_dir is not None or run.stage1_from is None:
         return state_dir, False
-    state_dir = find_state(spec.stage1_from, STAGE1_STATE)
+    state_dir = find_state(run.stage1_from, STAGE1_STATE)
     if state_dir is None:
-        raise ZooError(f"--stage1-from {spec.stage1_from}: no {STAGE1_STATE}/ there (it is written when a "
+        raise ZooError(f"--stage1-from {run.stage1_from}: no {STAGE1_STATE}/ there (it is written when a "
                        "run with stage2_kimg > 0 reaches T)")
     return state_dir, True
 
 
-def restore(state_dir: Path, spec: RunSpec, nets: Networks, from_other_run: bool) -> Counters:
+def restore(state_dir: Path, run: TrainRun, nets: Networks, from_other_run: bool) -> Counters:
     """Load a saved state into ``nets`` after checking it was written by the same run; its counters."""
-    cfg = spec.cfg
+    cfg = run.cfg
     ignore = set(RESUMABLE_DIFFERENCES)
     if from_other_run:  # stage I does not depend on what only stage II uses
         ignore |= {"method", "lambda", "teacher_sha256", "stage2_kimg", "divergence"} | STAGE2_ONLY_SETTINGS
@@ -417,7 +417,7 @@ def restore(state_dir: Path, spec: RunSpec, nets: Networks, from_other_run: bool
     saved_settings = read_counters(state_dir).get("settings", {})
     if "train" in saved_settings:
         saved_settings = {**saved_settings, "train": {**LEGACY_SETTINGS, **saved_settings["train"]}}
-    diffs = _differences(saved_settings, spec.settings(), ignore)
+    diffs = _differences(saved_settings, run.settings(), ignore)
     if diffs:
         raise ZooError(f"cannot continue from {state_dir}: its run was started with different settings: "
                        + "; ".join(diffs[:8]))
@@ -439,33 +439,33 @@ def git_commit(git: dict[str, Any]) -> str | None:
     return (git["commit"] + ("-dirty" if git["dirty"] else "")) if git["commit"] else None
 
 
-def run_tags(spec: RunSpec, env: dict[str, Any]) -> dict[str, str]:
+def run_tags(run: TrainRun, env: dict[str, Any]) -> dict[str, str]:
     """MLflow tags that line runs up in its UI and in `zoo compare --experiment` (set again on resume)."""
-    return {"family": spec.arch.family, "config": spec.cfg.config, "preset": spec.cfg.preset,
-            "ch_mul": str(spec.arch.ch_mul), "method": spec.method, "seed": str(spec.seed),
-            "lambda": f"{spec.lam:g}", "dgl_interval": str(spec.cfg.dgl_interval),
-            "teacher": spec.teacher.d_sha256[:16] if spec.teacher else "none",
+    return {"family": run.arch.family, "config": run.cfg.config, "preset": run.cfg.preset,
+            "ch_mul": str(run.arch.ch_mul), "method": run.method, "seed": str(run.seed),
+            "lambda": f"{run.lam:g}", "dgl_interval": str(run.cfg.dgl_interval),
+            "teacher": run.teacher.d_sha256[:16] if run.teacher else "none",
             "hardware": env["hardware"]["fingerprint"]}
 
 
-def run_params(spec: RunSpec, env: dict[str, Any], world_size: int, batch_gpu: int,
+def run_params(run: TrainRun, env: dict[str, Any], world_size: int, batch_gpu: int,
                device: torch.device) -> dict[str, Any]:
     """The run's MLflow params (also the provenance part of its summary)."""
-    cfg = spec.cfg
-    return {"config": cfg.config, "preset": cfg.preset, "method": spec.method, "ch_mul": str(spec.arch.ch_mul),
-            "lambda": spec.lam, "T_kimg": cfg.stage1_kimg, "S_kimg": cfg.stage2_kimg, "seed": spec.seed,
-            "teacher": spec.teacher.summary() if spec.teacher else None, "git_commit": git_commit(env["git"]),
+    cfg = run.cfg
+    return {"config": cfg.config, "preset": cfg.preset, "method": run.method, "ch_mul": str(run.arch.ch_mul),
+            "lambda": run.lam, "T_kimg": cfg.stage1_kimg, "S_kimg": cfg.stage2_kimg, "seed": run.seed,
+            "teacher": run.teacher.summary() if run.teacher else None, "git_commit": git_commit(env["git"]),
             "environment": env, "world_size": world_size, "batch_gpu": batch_gpu, "device": str(device),
-            "precision": spec.precision, "data": dataset_info(spec.dataset), "train": cfg.to_dict(),
-            "arch": spec.arch.to_dict()}
+            "precision": run.precision, "data": dataset_info(run.dataset), "train": cfg.to_dict(),
+            "arch": run.arch.to_dict()}
 
 
-def open_tracker(spec: RunSpec, out: Path, env: dict[str, Any], counters: Counters, resumed: bool) -> Tracker:
+def open_tracker(run: TrainRun, out: Path, env: dict[str, Any], counters: Counters, resumed: bool) -> Tracker:
     """Rank 0's tracker (log.jsonl, MLflow); a resumed run re-does what came after its state."""
     out.mkdir(parents=True, exist_ok=True)
-    uri = spec.tracking_uri if spec.tracking_uri is not None else default_tracking_uri(out)
-    tracker = Tracker(out, tracking_uri=uri, experiment=spec.experiment or spec.cfg.config, run_name=out.name,
-                      run_id=counters.mlflow_run_id, tags=run_tags(spec, env))
+    uri = run.tracking_uri if run.tracking_uri is not None else default_tracking_uri(out)
+    tracker = Tracker(out, tracking_uri=uri, experiment=run.experiment or run.cfg.config, run_name=out.name,
+                      run_id=counters.mlflow_run_id, tags=run_tags(run, env))
     counters.mlflow_run_id = tracker.run_id
     if resumed:
         tracker.truncate(counters.nimg)
@@ -509,17 +509,17 @@ class Monitor:
 class Records:
     """What a run writes (rank 0): log lines, states, checkpoints, its summary; and its progress bar."""
 
-    def __init__(self, spec: RunSpec, out: Path, dist: distributed.Dist, tracker: NullTracker,
+    def __init__(self, run: TrainRun, out: Path, dist: distributed.Dist, tracker: NullTracker,
                  params: dict[str, Any], nets: Networks, resumed_from: Optional[str], from_other_run: bool,
                  counters: Counters):
-        self.spec, self.out, self.dist, self.tracker, self.params, self.nets = spec, out, dist, tracker, params, nets
+        self.run, self.out, self.dist, self.tracker, self.params, self.nets = run, out, dist, tracker, params, nets
         self.resumed_from, self.from_other_run = resumed_from, from_other_run
         self.teacher_digest = state_digest(nets.D_bar) if nets.D_bar is not None else None
         self.progress = None
-        if dist.is_main and spec.progress:
+        if dist.is_main and run.progress:
             from tqdm.auto import tqdm
 
-            total = spec.schedule.total
+            total = run.schedule.total
             self.progress = tqdm(total=total / 1000, initial=counters.nimg / 1000, unit="kimg", dynamic_ncols=True,
                                  bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
 
@@ -529,7 +529,7 @@ class Records:
 
     def stepped(self, stage: int, seconds: float) -> None:
         if self.progress is not None:
-            batch = self.spec.cfg.batch
+            batch = self.run.cfg.batch
             self.progress.update(batch / 1000)
             self.progress.set_postfix_str(f"stage {stage}, {batch / seconds:.1f} img/s", refresh=False)
 
@@ -539,17 +539,17 @@ class Records:
 
     def snapshot(self, counters: Counters, name: str = STATE_DIR) -> None:
         scalers = {k: s.state_dict() for k, s in self.nets.scalers.items()}
-        extra = {"settings": self.spec.settings(), "scalers": scalers, "kimg": counters.nimg / 1000}
+        extra = {"settings": self.run.settings(), "scalers": scalers, "kimg": counters.nimg / 1000}
         save_state(self.out, self.nets.modules, self.nets.optimizers, {**dataclasses.asdict(counters), **extra},
                    name=name)
 
     def evaluate(self, G_ema, counters: Counters) -> dict[str, float]:
         """Metrics of G_ema (rank 0).  A failing metric is reported, never allowed to kill the run."""
-        spec, metrics = self.spec, self.spec.cfg.metrics
-        if spec.evaluator is None or not metrics:
+        run, metrics = self.run, self.run.cfg.metrics
+        if run.evaluator is None or not metrics:
             return {}
         try:
-            values = spec.evaluator(G_ema, list(metrics), self.dist.device)
+            values = run.evaluator(G_ema, list(metrics), self.dist.device)
         except Exception as exc:  # noqa: BLE001 - hours of training must not die on an evaluation error
             self.say(f"warning: metrics {', '.join(metrics)} failed at {counters.nimg / 1000:g} kimg: {exc}")
             self.tracker.log_event("metrics_failed", nimg=counters.nimg, error=str(exc)[:500])
@@ -568,30 +568,30 @@ class Records:
         from zoo.checkpoint import save_checkpoint
 
         G_e, G_r, D_s = nets or (self.nets.G_ema, self.nets.G, self.nets.D)
-        save_checkpoint(directory, config=self.spec.arch, G_ema=G_e, G=G_r, D=D_s, name=self.spec.cfg.config,
+        save_checkpoint(directory, config=self.run.arch, G_ema=G_e, G=G_r, D=D_s, name=self.run.cfg.config,
                         overwrite=True, metadata={"training": training or self.summary(counters, metrics),
                                                   "metrics": metrics_block(metrics)})
 
     def summary(self, counters: Counters, metrics: dict[str, float]) -> dict[str, Any]:
-        spec, cfg, D_bar = self.spec, self.spec.cfg, self.nets.D_bar
+        run, cfg, D_bar = self.run, self.run.cfg, self.nets.D_bar
         return {
-            "method": spec.method, "config": cfg.config, "preset": cfg.preset, "ch_mul": str(spec.arch.ch_mul),
-            "lambda": spec.lam, "dgl_interval": cfg.dgl_interval, "T_kimg": cfg.stage1_kimg,
-            "S_kimg": cfg.stage2_kimg, "kimg": counters.nimg / 1000, "seed": spec.seed, "batch": cfg.batch,
-            "teacher": spec.teacher.summary() if spec.teacher else None,
+            "method": run.method, "config": cfg.config, "preset": cfg.preset, "ch_mul": str(run.arch.ch_mul),
+            "lambda": run.lam, "dgl_interval": cfg.dgl_interval, "T_kimg": cfg.stage1_kimg,
+            "S_kimg": cfg.stage2_kimg, "kimg": counters.nimg / 1000, "seed": run.seed, "batch": cfg.batch,
+            "teacher": run.teacher.summary() if run.teacher else None,
             "teacher_D_unchanged": (state_digest(D_bar) == self.teacher_digest) if D_bar is not None else None,
             "git_commit": self.params["git_commit"], "environment": self.params["environment"],
             "data": self.params["data"],
             "mlflow": ({"run_id": self.tracker.run_id, "tracking_uri": self.tracker.tracking_uri}
                        if self.tracker.run_id else None),
-            "metrics": metrics_block(metrics), "metrics_info": getattr(spec.evaluator, "info", None),
+            "metrics": metrics_block(metrics), "metrics_info": getattr(run.evaluator, "info", None),
             "diverged": counters.diverged,
             "train_seconds": round(counters.train_seconds, 1),
             # CPU time of this process (all its threads) in training steps: the honest CPU-hours on a
             # shared machine, where wall time also counts other processes and paused periods
             "cpu_seconds": round(counters.cpu_seconds, 1), "world_size": self.dist.world_size,
-            "device": str(self.dist.device), "precision": spec.precision, "resumed": self.resumed_from is not None,
-            "stage1_from": str(spec.stage1_from) if self.from_other_run else None,
+            "device": str(self.dist.device), "precision": run.precision, "resumed": self.resumed_from is not None,
+            "stage1_from": str(run.stage1_from) if self.from_other_run else None,
         }
 
 
@@ -645,47 +645,47 @@ def read_final_metrics(out: Path, nimg: int) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------ the loop
 
-def train(spec: RunSpec) -> dict[str, Any]:
+def train(run: TrainRun) -> dict[str, Any]:
     """Run (or resume) a training run; returns its summary (also ``<out>/summary.json``)."""
     # ---- set-up: devices, checks, networks
-    dist = distributed.init(spec.device)
+    dist = distributed.init(run.device)
     device = dist.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
-    cfg, out, family, schedule = spec.cfg, Path(spec.out), get_family(spec.arch.family), spec.schedule
+    cfg, out, family, schedule = run.cfg, Path(run.out), get_family(run.arch.family), run.schedule
     run_lock = lock_run(out) if dist.is_main else None  # held until this function returns  # noqa: F841
-    n_classes = num_classes(spec.arch)
+    n_classes = num_classes(run.arch)
     batch_gpu = cfg.batch_gpu or cfg.batch // dist.world_size
-    check_batch(cfg, spec.arch, batch_gpu, dist.world_size)
-    check_dataset(spec.dataset, spec.arch, cfg.config)
-    if spec.method == "dgl" and spec.teacher is None:
+    check_batch(cfg, run.arch, batch_gpu, dist.world_size)
+    check_dataset(run.dataset, run.arch, cfg.config)
+    if run.method == "dgl" and run.teacher is None:
         raise ZooError("a DGL-GAN run needs a teacher (--teacher)")
     n_micro = cfg.batch // batch_gpu                    # micro-batches per step, over all ranks
     my_micro = range(dist.rank, n_micro, dist.world_size)
-    autocast_dtype = PRECISIONS[spec.precision]
+    autocast_dtype = PRECISIONS[run.precision]
     if autocast_dtype is not None and device.type != "cuda":
-        raise ZooError(f"--precision {spec.precision} needs a CUDA device (this run is on {device})")
+        raise ZooError(f"--precision {run.precision} needs a CUDA device (this run is on {device})")
     if family.loss is None:
         raise ZooError(f"GAN family {family.name!r} defines no loss: it cannot be trained")
-    nets = build_networks(spec, device, fp16=autocast_dtype == torch.float16)
+    nets = build_networks(run, device, fp16=autocast_dtype == torch.float16)
     G, D, G_ema = nets.G, nets.D, nets.G_ema
 
     # ---- resume: this run's own state, or another run's stage I (--stage1-from)
-    state_dir, from_other_run = find_start_state(spec, out)
-    counters = restore(state_dir, spec, nets, from_other_run) if state_dir is not None else Counters()
+    state_dir, from_other_run = find_start_state(run, out)
+    counters = restore(state_dir, run, nets, from_other_run) if state_dir is not None else Counters()
     resumed_from = str(state_dir) if state_dir is not None else None
     for module in (G, D, G_ema):
         distributed.broadcast_module(dist, module)
 
     # ---- tracking, data, the fixed monitor batch, the phases
     env = environment(str(device))
-    tracker = open_tracker(spec, out, env, counters, resumed_from is not None) if dist.is_main else NullTracker()
-    params = run_params(spec, env, dist.world_size, batch_gpu, device)
+    tracker = open_tracker(run, out, env, counters, resumed_from is not None) if dist.is_main else NullTracker()
+    params = run_params(run, env, dist.world_size, batch_gpu, device)
     tracker.log_params(params)
     tracker.log_event("resume" if resumed_from else "start", nimg=counters.nimg, source=resumed_from,
                       world_size=dist.world_size, git_commit=params["git_commit"],
                       hardware=env["hardware"]["fingerprint"], packages_sha256=env["packages"]["sha256"])
-    sampler = RealSampler(spec.dataset, spec.seed, cfg.xflip, device)
+    sampler = RealSampler(run.dataset, run.seed, cfg.xflip, device)
     monitor = Monitor(G, family, sampler, cfg, n_classes, device)
     if dist.is_main and not resumed_from:
         from zoo.images import make_grid, save_png
@@ -693,11 +693,11 @@ def train(spec: RunSpec) -> dict[str, Any]:
         save_png(make_grid(sampler.batch(0, cfg.grid_size)[0]), out / "images" / "reals.png")
     losses = PhaseLosses(nets, family, cfg, schedule, sampler.label_pool(), n_classes, batch_gpu, device)
     phases = losses.phases(nets)
-    records = Records(spec, out, dist, tracker, params, nets, resumed_from, from_other_run, counters)
-    records.say(f"{spec.method} run: {cfg.config} ch_mul={spec.arch.ch_mul} lambda={spec.lam} T={cfg.stage1_kimg} "
+    records = Records(run, out, dist, tracker, params, nets, resumed_from, from_other_run, counters)
+    records.say(f"{run.method} run: {cfg.config} ch_mul={run.arch.ch_mul} lambda={run.lam} T={cfg.stage1_kimg} "
                 f"S={cfg.stage2_kimg} kimg, batch {cfg.batch} ({n_micro} x {batch_gpu} over {dist.world_size} "
                 f"process(es)), {device}, out {out}"
-                + (f", stage I ({counters.nimg / 1000:g} kimg) from {spec.stage1_from}" if from_other_run
+                + (f", stage I ({counters.nimg / 1000:g} kimg) from {run.stage1_from}" if from_other_run
                    else f", resumed at {counters.nimg / 1000:g} kimg" if resumed_from else ""))
 
     tick_start_nimg, tick_train_seconds, last_metrics = counters.nimg, 0.0, {}
@@ -706,7 +706,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
         # ---- the step: every phase due at this step, on every micro-batch, then G_ema
         nimg, step = counters.nimg, counters.step
         if counters.stage == 1 and schedule.stage(nimg) == 2:  # T = 0 (DGL from scratch), a --stage1-from start
-            enter_stage2(records, nets, counters, schedule, spec.method)
+            enter_stage2(records, nets, counters, schedule, run.method)
         t0, cpu0 = time.perf_counter(), time.process_time()
         at = StepAt(step, counters.stage, counters.pl_mean)
         micro = []
@@ -721,7 +721,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
             phase.opt.zero_grad(set_to_none=True)
             scaler = nets.scalers.get(phase.name[0]) if phase.amp else None
             for mb in micro:
-                torch.manual_seed(step_seed(spec.seed, step, index, mb.index))
+                torch.manual_seed(step_seed(run.seed, step, index, mb.index))
                 with autocast(device, autocast_dtype if phase.amp else None):
                     loss = phase.loss(mb, at) / n_micro
                 (scaler.scale(loss) if scaler else loss).backward()
@@ -785,8 +785,8 @@ def train(spec: RunSpec) -> dict[str, Any]:
                     + "  ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in metrics.items()
                                 if k.startswith(("loss/G", "loss/D", "score/h", "metric/"))))
         if counters.stage == 1 and schedule.stage(nimg) == 2:  # at T: before the snapshot, which is then stage II
-            enter_stage2(records, nets, counters, schedule, spec.method)
-        stop_early = spec.stop_kimg is not None and nimg >= spec.stop_kimg * 1000 and not done
+            enter_stage2(records, nets, counters, schedule, run.method)
+        stop_early = run.stop_kimg is not None and nimg >= run.stop_kimg * 1000 and not done
         if dist.is_main and (tick % cfg.snapshot_ticks == 0 or done or stop_early):
             records.snapshot(counters)
         if stop_early:

@@ -61,17 +61,17 @@ D_ARCH: dict[int, tuple[tuple[int, ...], tuple[int, ...], tuple[bool, ...]]] = {
 BOTTOM_WIDTH = 4  # G starts from a 4x4 feature map
 
 
-def parse_attn(spec: str) -> frozenset[int]:
+def parse_attn(text: str) -> frozenset[int]:
     """Attention resolutions from BigGAN-PyTorch's format: '64', '32_64', or '0' for none."""
     try:
-        values = {int(item) for item in str(spec).split("_")}
+        values = {int(item) for item in str(text).split("_")}
     except ValueError:
-        raise ValueError(f"attention spec must look like '64', '32_64' or '0', got {spec!r}") from None
+        raise ValueError(f"attention spec must look like '64', '32_64' or '0', got {text!r}") from None
     return frozenset(values - {0})
 
 
 @dataclass(frozen=True)
-class BlockSpec:
+class BlockLayout:
     """One residual block: channels in/out, output resolution, and whether self-attention follows it."""
 
     in_channels: int
@@ -132,11 +132,11 @@ class Config(ArchConfig):
         if self.hier and self.dim_z % self.num_z_chunks:
             raise ValueError(f"dim_z={self.dim_z} must split into {self.num_z_chunks} equal chunks "
                              f"(hierarchical z at {self.resolution} px)")
-        for net, spec, blocks in (("G", self.G_attn, self.g_blocks()), ("D", self.D_attn, self.d_blocks())):
+        for net, attn, blocks in (("G", self.G_attn, self.g_blocks()), ("D", self.D_attn, self.d_blocks())):
             known = {b.resolution for b in blocks}
-            unknown = sorted(parse_attn(spec) - known)
+            unknown = sorted(parse_attn(attn) - known)
             if unknown:
-                raise ValueError(f"{net}_attn={spec!r} names resolution(s) {unknown}, but {net}'s blocks output "
+                raise ValueError(f"{net}_attn={attn!r} names resolution(s) {unknown}, but {net}'s blocks output "
                                  f"{sorted(known)}")
             for b in blocks:
                 if b.attention and b.out_channels < 8:
@@ -168,13 +168,13 @@ class Config(ArchConfig):
         """Input size of the conditional-BN linears: shared embedding [+ one z chunk]."""
         return self.shared_dim + (self.z_chunk_size if self.hier else 0)
 
-    def g_blocks(self) -> list[BlockSpec]:
+    def g_blocks(self) -> list[BlockLayout]:
         ins, outs = G_ARCH[self.resolution]
         attn = parse_attn(self.G_attn)
-        return [BlockSpec(i * self.g_ch, o * self.g_ch, BOTTOM_WIDTH * 2 ** (k + 1), True,
+        return [BlockLayout(i * self.g_ch, o * self.g_ch, BOTTOM_WIDTH * 2 ** (k + 1), True,
                           BOTTOM_WIDTH * 2 ** (k + 1) in attn) for k, (i, o) in enumerate(zip(ins, outs))]
 
-    def d_blocks(self) -> list[BlockSpec]:
+    def d_blocks(self) -> list[BlockLayout]:
         """D's blocks with their true output resolutions.
 
         (BigGAN-PyTorch's 32-px table labels every D block '16' for attention purposes; here the label is
@@ -185,7 +185,7 @@ class Config(ArchConfig):
         blocks, res = [], self.resolution
         for i, o, down in zip(ins, outs, downs):
             res = res // 2 if down else res
-            blocks.append(BlockSpec(i * self.d_ch if i else self.img_channels, o * self.d_ch, res, down,
+            blocks.append(BlockLayout(i * self.d_ch if i else self.img_channels, o * self.d_ch, res, down,
                                     res in attn))
         return blocks
 
@@ -370,11 +370,11 @@ class Attention(nn.Module):
 class GBlock(nn.Module):
     """G residual block: cBN -> ReLU -> up x2 -> conv1 -> cBN -> ReLU -> conv2, plus (up -> 1x1 conv_sc)."""
 
-    def __init__(self, spec: BlockSpec, cfg: Config):
+    def __init__(self, layout: BlockLayout, cfg: Config):
         super().__init__()
         sn = dict(num_itrs=cfg.num_SV_itrs, eps=cfg.SN_eps)
-        cin, cout = spec.in_channels, spec.out_channels
-        self.upsample = spec.resample
+        cin, cout = layout.in_channels, layout.out_channels
+        self.upsample = layout.resample
         self.conv1 = SNConv2d(cin, cout, 3, **sn)
         self.conv2 = SNConv2d(cout, cout, 3, **sn)
         self.learnable_sc = cin != cout or self.upsample
@@ -402,12 +402,12 @@ class DBlock(nn.Module):
     conv_sc, as in BigGAN-PyTorch.
     """
 
-    def __init__(self, spec: BlockSpec, cfg: Config, preactivation: bool):
+    def __init__(self, layout: BlockLayout, cfg: Config, preactivation: bool):
         super().__init__()
         sn = dict(num_itrs=cfg.num_SV_itrs, eps=cfg.SN_eps)
-        cin, cout = spec.in_channels, spec.out_channels
+        cin, cout = layout.in_channels, layout.out_channels
         hidden = cout if cfg.D_wide else cin
-        self.preactivation, self.downsample = preactivation, spec.resample
+        self.preactivation, self.downsample = preactivation, layout.resample
         self.conv1 = SNConv2d(cin, hidden, 3, **sn)
         self.conv2 = SNConv2d(hidden, cout, 3, **sn)
         self.learnable_sc = cin != cout or self.downsample
@@ -469,19 +469,19 @@ class Generator(nn.Module):
         self.z_dim, self.c_dim = cfg.dim_z, cfg.n_classes
         self.img_resolution, self.img_channels = cfg.resolution, cfg.img_channels
         self.num_z_chunks, self.z_chunk_size, self.hier = cfg.num_z_chunks, cfg.z_chunk_size, cfg.hier
-        specs = cfg.g_blocks()
+        layouts = cfg.g_blocks()
         sn = dict(num_itrs=cfg.num_SV_itrs, eps=cfg.SN_eps)
 
         self.shared = nn.Embedding(cfg.n_classes, cfg.shared_dim)  # not spectrally normalised
-        self.linear = SNLinear(cfg.z_chunk_size, specs[0].in_channels * BOTTOM_WIDTH ** 2, **sn)
+        self.linear = SNLinear(cfg.z_chunk_size, layouts[0].in_channels * BOTTOM_WIDTH ** 2, **sn)
         self.blocks = nn.ModuleList()
-        for spec in specs:
-            layers = [GBlock(spec, cfg)]
-            if spec.attention:
-                layers.append(Attention(spec.out_channels, **sn))
+        for layout in layouts:
+            layers = [GBlock(layout, cfg)]
+            if layout.attention:
+                layers.append(Attention(layout.out_channels, **sn))
             self.blocks.append(nn.ModuleList(layers))
-        self.output_layer = nn.Sequential(BatchNorm(specs[-1].out_channels, cfg.BN_eps), nn.ReLU(),
-                                          SNConv2d(specs[-1].out_channels, cfg.img_channels, 3, **sn))
+        self.output_layer = nn.Sequential(BatchNorm(layouts[-1].out_channels, cfg.BN_eps), nn.ReLU(),
+                                          SNConv2d(layouts[-1].out_channels, cfg.img_channels, 3, **sn))
         _ortho_init(self)
 
     def embed_classes(self, c: torch.Tensor | None) -> torch.Tensor:
@@ -537,16 +537,16 @@ class Discriminator(nn.Module):
         super().__init__()
         self.config = cfg
         self.c_dim, self.img_resolution, self.img_channels = cfg.n_classes, cfg.resolution, cfg.img_channels
-        specs = cfg.d_blocks()
+        layouts = cfg.d_blocks()
         sn = dict(num_itrs=cfg.num_SV_itrs, eps=cfg.SN_eps)
         self.blocks = nn.ModuleList()
-        for index, spec in enumerate(specs):
-            layers = [DBlock(spec, cfg, preactivation=index > 0)]
-            if spec.attention:
-                layers.append(Attention(spec.out_channels, **sn))
+        for index, layout in enumerate(layouts):
+            layers = [DBlock(layout, cfg, preactivation=index > 0)]
+            if layout.attention:
+                layers.append(Attention(layout.out_channels, **sn))
             self.blocks.append(nn.ModuleList(layers))
-        self.linear = SNLinear(specs[-1].out_channels, 1, **sn)
-        self.embed = SNEmbedding(cfg.n_classes, specs[-1].out_channels, **sn)
+        self.linear = SNLinear(layouts[-1].out_channels, 1, **sn)
+        self.embed = SNEmbedding(cfg.n_classes, layouts[-1].out_channels, **sn)
         _ortho_init(self)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
