@@ -70,3 +70,15 @@ def test_fvcore_agrees_with_flop_counter_mode():
     with FlopCounterMode(display=False) as counter:  # (its module tracker needs grad mode on)
         G(*example_inputs(G))
     assert counter.get_total_flops() == pytest.approx(2 * macs, rel=0.02)
+
+
+def test_train_without_data_names_the_catalogue_default_or_asks_for_data(tmp_path, monkeypatch, capsys):
+    """Without --data, `zoo train` uses the catalogue entry's default_data and says how to build it; a
+    configuration whose data is not embedded asks for --data."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", "biggan-emoji", "--baseline", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "data/emoji-groups-32" in err and "zoo data build emoji --subset groups --res 32" in err
+    assert main(["train", "--config", "stylegan2-church", "--baseline", "--out", str(tmp_path / "run2")]) == 2
+    assert "--data is required for stylegan2-church" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()

@@ -137,22 +137,17 @@ def _float_or_divergence(text: str | None):
 
 
 # where `zoo data build` puts each embedded configuration's dataset (its default --out), and how to build it
-DEFAULT_DATA = {
-    "stylegan2-emoji": ("data/emoji-portrait-64", "zoo data build emoji"),
-    "biggan-emoji": ("data/emoji-groups-32", "zoo data build emoji --subset groups --res 32"),
-    "stylegan2-fashion-mnist": ("data/fashion-mnist-32", "zoo data build fashion-mnist"),
-    "biggan-fashion-mnist": ("data/fashion-mnist-32", "zoo data build fashion-mnist"),
-}
-
-
 def load_data(data: str | None, config: str, arch):
-    """The dataset of a run: a built dataset directory (default: DEFAULT_DATA), or ``random[:N]``."""
+    """The dataset of a run: a built dataset directory (default: the catalogue entry's ``default_data``),
+    or ``random[:N]``."""
+    from zoo.models import get_spec
     from zoo.train.teacher import num_classes
 
     if data is None:
-        if config not in DEFAULT_DATA:
+        default = get_spec(config).default_data
+        if default is None:
             raise ZooError(f"--data is required for {config} (build or import a dataset with `zoo data`)")
-        data, build = DEFAULT_DATA[config]
+        data, build = default
         if not Path(data).exists():
             raise ZooError(f"{config} trains on {data}, which does not exist yet: run `{build}` (or pass --data)")
     if data == "random" or data.startswith("random:"):

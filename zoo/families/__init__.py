@@ -41,6 +41,8 @@ class ModelSpec:
     arch:     ``Config`` fields at full width (``ch_mul`` is given separately).
     ch_muls:  the widths a user may ask for (``"1"``, ``"1/2"``, ...); any other is an error.
     paper:    published figures, for reference only.
+    default_data: (dataset directory relative to the working directory, the command that builds it) that
+              ``zoo train`` uses without ``--data``; None: the data is not embedded (``--data`` required).
     """
 
     name: str
@@ -50,6 +52,7 @@ class ModelSpec:
     dataset: str
     description: str
     paper: dict[str, Any] = field(default_factory=dict)
+    default_data: tuple[str, str] | None = None
 
 
 def _cast_all(G, dtype) -> None:

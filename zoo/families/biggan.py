@@ -27,6 +27,7 @@ CATALOGUE = (
                   G_attn="16", D_attn="16"),
         ch_muls=_PAPER_CHMULS,
         dataset="emoji-groups-32 (9 Unicode emoji groups, built offline by `zoo data build emoji`)",
+        default_data=("data/emoji-groups-32", "zoo data build emoji --subset groups --res 32"),
         description=(
             "Embedded class-conditional BigGAN at 32 px with 9 classes and G_ch = D_ch = 48 (so 1/2, 1/3 and "
             "1/4 give whole widths 24/16/12): the ImageNet stand-in."
@@ -39,6 +40,7 @@ CATALOGUE = (
                   G_attn="16", D_attn="16"),
         ch_muls=_PAPER_CHMULS,
         dataset="fashion-mnist-32 (10 classes)",
+        default_data=("data/fashion-mnist-32", "zoo data build fashion-mnist"),
         description="Embedded class-conditional BigGAN at 32 px, 1 channel, 10 classes.",
     ),
 )

@@ -40,6 +40,7 @@ CATALOGUE = (
         arch=dict(resolution=64, channel_base=8192, channel_max=128, mapping_layers=2),
         ch_muls=_PAPER_CHMULS,
         dataset="emoji-portrait-64 (built offline by `zoo data build emoji`)",
+        default_data=("data/emoji-portrait-64", "zoo data build emoji"),
         description=(
             "Embedded StyleGAN2 at 64 px (channel_base 8192, channel_max 128, 2 mapping layers, ~2.8 M "
             "params): the FFHQ stand-in, small enough for a 2-core CPU to train a teacher in about an hour."
@@ -51,6 +52,7 @@ CATALOGUE = (
         arch=dict(resolution=32, img_channels=1, channel_base=4096, channel_max=128, mapping_layers=2),
         ch_muls=_PAPER_CHMULS,
         dataset="fashion-mnist-32 (Debian dataset-fashion-mnist, 70k images, built by `zoo data build fashion-mnist`)",
+        default_data=("data/fashion-mnist-32", "zoo data build fashion-mnist"),
         description="Embedded unconditional StyleGAN2 at 32 px, 1 channel: a large real dataset for metric noise floors.",
     ),
 )
