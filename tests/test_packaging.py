@@ -101,3 +101,15 @@ def test_wheel_in_a_clean_virtualenv(wheel, tmp_path):
     # an optional extra that is not installed is a clear message, not a traceback
     serve = subprocess.run([zoo_script, "serve", "--port", "0"], cwd=cwd, env=env, capture_output=True, text=True)
     assert serve.returncode != 0 and "Traceback" not in serve.stderr and "dglgan-zoo[serve]" in serve.stderr, serve.stderr
+
+
+def test_uninstalled_checkout_on_pythonpath_finds_the_stages(tmp_path):
+    """`PYTHONPATH=<repo>` with nothing installed (a machine whose Python pip cannot install into): the stage
+    folders beside zoo/ still import as zoo.train / zoo.export / zoo.serve, and a user's train.py does not win."""
+    cwd = user_directory(tmp_path)
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import zoo.train, zoo.export, zoo.serve; "
+            "print(zoo.train.__file__); print(zoo.export.__file__); print(zoo.serve.__file__)")
+    # -S: no site-packages, so no editable install and no installed copy can answer instead
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=cwd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(REPO / stage / "__init__.py") for stage in SHADOWS]

@@ -3,6 +3,7 @@
     zoo.integrity  <-  zoo.checkpoint
                    <-  zoo.registry.model  <-  stores (local, http, hf; mlflow_registry)  <-  zoo.registry.schemes
                                                                                           <-  api, publish, cli
+                       zoo.registry.model  <-  zoo.registry.card (model cards, read by the hf store and publish's callers)
 
 Checked on the source (every import, at module level or inside a function), so a lazy import that
 reaches the wrong way is caught as well as a top-level one.
@@ -49,8 +50,13 @@ def test_the_model_imports_no_store():
 
 @pytest.mark.parametrize("store", STORES)
 def test_a_store_depends_on_the_model_only(store):
-    """No store reaches into the api, the scheme table or another store."""
-    assert {m.split(".")[2] for m in registry_imports(store)} <= {"model"}
+    """No store reaches into the api, the scheme table or another store (the card writer is a leaf on the
+    model, checked below)."""
+    assert {m.split(".")[2] for m in registry_imports(store)} <= {"model", "card"}
+
+
+def test_the_card_writer_depends_on_the_model_only():
+    assert {m.split(".")[2] for m in registry_imports("zoo.registry.card")} <= {"model"}
 
 
 def test_the_scheme_table_opens_every_store_lazily():

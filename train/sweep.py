@@ -17,7 +17,8 @@ unfinished runs (``--resume``) and skips finished ones, so a sweep survives bein
 Executors: ``local`` (default): N worker processes on this machine, each run pinned to ``threads`` cores;
 ``--ray [ADDRESS]``: every run a Ray task (``num_cpus = threads``) whose dependencies are the upstream
 tasks, on a local Ray instance or an existing cluster (the sweep root must then be on a shared
-filesystem).  The tables come from the MLflow runs: ``zoo compare --experiment NAME``.
+filesystem).  The tables come from the MLflow runs: ``zoo compare --experiment NAME``.  ``zoo sweep bundle``
+ships the finished study's teacher and best DGL student per width into a registry (:mod:`zoo.train.bundle`).
 """
 from __future__ import annotations
 
@@ -285,17 +286,30 @@ def build_data(sweep: Sweep) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["run", "status", "plan"],
-                        help="run: start/resume every run; status: progress and CPU-hours; plan: the commands")
+    parser.add_argument("action", choices=["run", "status", "plan", "bundle"],
+                        help="run: start/resume every run; status: progress and CPU-hours; plan: the commands; "
+                             "bundle: publish the finished sweep's teacher and best DGL student per width into a "
+                             "registry (train/bundle.py)")
     parser.add_argument("sweep", help="sweep file (JSON), e.g. studies/stylegan2-fashion-mnist.json")
     parser.add_argument("--root", default=None, help="where runs, logs and mlruns.db live (default: the file's root)")
     parser.add_argument("--workers", type=int, default=None,
                         help="concurrent runs on this machine (default: CPU cores // threads per run)")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="run on Ray: a local instance (no ADDRESS) or a cluster (ADDRESS, e.g. ray://host:10001)")
+    bundle = parser.add_argument_group("bundle")
+    bundle.add_argument("--into", default=None, metavar="DIR",
+                        help="registry directory to bundle into (default: the package's zoo/weights/registry)")
+    bundle.add_argument("--budget-mb", type=float, default=40.0,
+                        help="refuse if the registry would exceed this many MB (default 40)")
+    bundle.add_argument("--dry-run", action="store_true", help="build, verify and size the bundle; write nothing")
+    bundle.add_argument("--no-bench", action="store_true", help="do not measure latency (no latency rows)")
 
 
 def run(args) -> int:
+    if args.action == "bundle":
+        from zoo.train.bundle import run as run_bundle
+
+        return run_bundle(args)
     sweep = load_sweep(args.sweep, args.root)
     if args.action == "plan":
         for r in sweep.runs:

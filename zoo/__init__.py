@@ -12,6 +12,41 @@ import importlib
 
 __version__ = "0.1.0"
 
+STAGES = ("train", "export", "serve")  # installed as zoo.train, zoo.export, zoo.serve (pyproject package-dir)
+
+
+class _CheckoutStages:
+    """Import finder for an uninstalled checkout on ``sys.path`` (``PYTHONPATH=<repo>``, as on a machine whose
+    Python pip cannot install the project into): the stage folders sit beside ``zoo/`` there, not inside it.
+    An installed zoo (wheel or editable) resolves them itself first; this finder is last in line."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, stage = fullname.partition(".")
+        if package != "zoo" or stage not in STAGES:
+            return None
+        import importlib.util
+        import os
+
+        folder = os.path.join(self.root, stage)
+        return importlib.util.spec_from_file_location(fullname, os.path.join(folder, "__init__.py"),
+                                                      submodule_search_locations=[folder])
+
+
+def _add_checkout_finder() -> None:
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(root, "pyproject.toml")) and all(
+            os.path.isfile(os.path.join(root, stage, "__init__.py")) for stage in STAGES):
+        sys.meta_path.append(_CheckoutStages(root))
+
+
+_add_checkout_finder()
+
 # Public names resolved on first use so that `import zoo` pulls in nothing heavy.
 _LAZY = {
     "models": ("zoo.models", None),

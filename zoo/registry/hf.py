@@ -24,9 +24,9 @@ from typing import Any, Callable
 
 from zoo.errors import ZooError, require
 from zoo.integrity import read_json, verify_files
+from zoo.registry.card import model_card  # the README.md card every commit regenerates
 from zoo.registry.model import (
-    INDEX_FILE, EntryRef, Store, add_version, check_entry, check_index, empty_index, headline, iter_entries,
-    resolve, seal_entry, set_alias,
+    INDEX_FILE, EntryRef, Store, add_version, check_entry, check_index, empty_index, resolve, seal_entry, set_alias,
 )
 
 CARD_FILE = "README.md"
@@ -167,32 +167,3 @@ class HfStore(Store):
         index["models"][ref.name][ref.ch_mul]["versions"][ref.version][key] = value
         self._commit(index, f"record {key} of {ref}")
 
-
-def model_card(index: dict[str, Any], repo_id: str) -> str:
-    """README.md for the Hub: YAML front matter plus a table of every entry and how to load it."""
-    refs = list(iter_entries(index))
-    licences = sorted({str(r.metadata.get("license")) for r in refs if r.metadata.get("license")})
-    from zoo.families import families
-
-    conditional = any(getattr(families().get(r.metadata.get("family")), "class_conditional", False) for r in refs)
-    front = ["---", "library_name: ganzoo", f"license: {licences[0] if len(licences) == 1 else 'other'}",
-             "pipeline_tag: unconditional-image-generation", "tags:", "- gan", "- dgl-gan", "- model-compression",
-             "- safetensors"] + (["- class-conditional"] if conditional else []) + ["---", ""]
-    lines = [f"# {repo_id}", "", "GAN generators compressed with DGL-GAN, published by "
-             "ganzoo as a versioned, checksummed registry (`index.json` holds the sha256 "
-             "of every file; `zoo.load` verifies them).", "",
-             "| name | ch_mul | version | aliases | params G | MACs G (paper) | method | metrics |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in refs:
-        h = headline(r.metadata)
-        params = f"{h['params_G'] / 1e6:.2f} M" if h["params_G"] else "-"
-        macs = f"{h['macs_G_paper'] / 1e9:.2f} G" if h["macs_G_paper"] else "-"
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(h["metrics"].items())) or "-"
-        lines.append(f"| {r.name} | {r.ch_mul} | {r.version} | {', '.join(r.aliases)} | {params} | {macs} | "
-                     f"{h['method'] or '-'} | {metrics} |")
-    example = refs[-1] if refs else None
-    if example is not None:
-        lines += ["", "## Use", "", "```python", "import zoo", "",
-                  f'G = zoo.load("{example.name}", ch_mul="{example.ch_mul}", registry="hf://{repo_id}")', "```",
-                  "", "Pin a commit for reproducibility: `registry=\"hf://" + repo_id + "@<commit sha>\"`."]
-    return "\n".join(front + lines) + "\n"

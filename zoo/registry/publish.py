@@ -12,6 +12,8 @@ What goes into the entry:
   recorded it (``zoo stats`` / the export step compute it; the registry does not trace models), and a
   ``registry`` block (name, ch_mul, version, publish time, source, sha256 of the generator, versions);
 * ``manifest.json``: sha256 and size of every other file.  The index records the same for every file.
+* optionally (``card=``) a model card, ``MODEL_CARD.md``, written from the final metadata, so it is
+  listed, hashed and immutable like every other file (``zoo sweep bundle`` writes one per entry).
 
 Nothing is unpickled: the checkpoint is loaded through ``zoo.checkpoint.load_checkpoint``.
 """
@@ -24,7 +26,7 @@ import platform
 import shutil
 import stat
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from zoo.checkpoint import CONFIG_FILE, METADATA_FILE, WEIGHT_FILES
 from zoo.errors import ZooError
@@ -33,6 +35,7 @@ from zoo.registry.model import EntryRef, Store, ch_key, check_alias, check_name,
 from zoo.registry.schemes import open_store
 
 EXPORTS_DIR = "exports"
+ENTRY_CARD_FILE = "MODEL_CARD.md"  # an entry's model card (a Hub repo's README.md card: zoo.registry.card.model_card)
 SUMMARY_FILE = "summary.json"
 RUN_CHECKPOINT_SUBDIRS = ("final", "checkpoint")
 
@@ -103,14 +106,16 @@ def _regular(path: Path) -> bool:
     return True
 
 
-def _copy_entry_files(ckpt_dir: Path, staged: Path, include_D: bool, listed: set[str] | None = None) -> list[str]:
+def _copy_entry_files(ckpt_dir: Path, staged: Path, include_D: bool, listed: set[str] | None = None,
+                      include_G_raw: bool = True) -> list[str]:
     """Copy what an entry holds into ``staged``; returns the names copied.
 
     ``listed``: the names the checkpoint's manifest.json lists (None: it has none).  A top-level file it
     does not list was added after the checkpoint was written, and is never published.
     """
     copied = []
-    names = [CONFIG_FILE] + [f for k, f in WEIGHT_FILES.items() if include_D or k != "D"]
+    left_out = {k for k, keep in (("D", include_D), ("G", include_G_raw)) if not keep}
+    names = [CONFIG_FILE] + [f for k, f in WEIGHT_FILES.items() if k not in left_out]
     for fname in names:
         if _regular(ckpt_dir / fname):
             if listed is not None and fname not in listed:
@@ -137,12 +142,18 @@ def _copy_entry_files(ckpt_dir: Path, staged: Path, include_D: bool, listed: set
 
 def publish(source: str | os.PathLike, name: str | None = None, ch_mul=None, version: Any = None,
             aliases: Iterable[str] = (), registry: str | Store | None = None, include_D: bool = True,
-            mlflow_uri: str | None = None) -> EntryRef:
+            mlflow_uri: str | None = None, *, include_G_raw: bool = True,
+            extra_metadata: Mapping[str, Any] | None = None,
+            card: Callable[[dict[str, Any]], str] | None = None) -> EntryRef:
     """Publish a checkpoint or run directory as a new version and return its entry.
 
     ``name`` defaults to the checkpoint's config name; ``ch_mul`` (if given) must equal the checkpoint's;
-    ``version=None`` takes the next integer.  ``mlflow_uri`` (or ``$MLFLOW_TRACKING_URI``) also registers
-    the version in that MLflow Model Registry.
+    ``version=None`` takes the next integer.  ``mlflow_uri`` (or ``$MLFLOW_TRACKING_URI`` when it is None;
+    ``""`` registers nowhere) also registers the version in that MLflow Model Registry.
+    ``include_G_raw=False`` leaves the non-EMA generator out (sampling and DGL need only G_ema and D).
+    ``extra_metadata``: keys added to (replacing) the metadata built from the checkpoint and run, e.g.
+    measured ``latency`` rows; ``registry`` is reserved.  ``card(metadata) -> text`` writes
+    ``MODEL_CARD.md`` from the final metadata (the ``registry`` block included).
     """
     from zoo.checkpoint import load_checkpoint
 
@@ -157,6 +168,10 @@ def publish(source: str | os.PathLike, name: str | None = None, ch_mul=None, ver
     aliases = [check_alias(a) for a in aliases]
     metadata = build_metadata(ckpt, run_dir)
     del ckpt
+    extra = dict(extra_metadata or {})
+    if "registry" in extra:
+        raise ZooError("extra_metadata may not set 'registry' (publish writes that block)")
+    metadata.update(copy.deepcopy(extra))
 
     store = open_store(registry)
     if not store.writable:
@@ -164,7 +179,7 @@ def publish(source: str | os.PathLike, name: str | None = None, ch_mul=None, ver
                        "then serve that directory")
     staged = store.staging_dir()
     try:
-        copied = _copy_entry_files(ckpt_dir, staged, include_D, listed)
+        copied = _copy_entry_files(ckpt_dir, staged, include_D, listed, include_G_raw)
         software = _software()
 
         def finalize(directory: Path, v: str) -> dict[str, Any]:
@@ -174,13 +189,15 @@ def publish(source: str | os.PathLike, name: str | None = None, ch_mul=None, ver
                 "generator_sha256": sha256_file(directory / WEIGHT_FILES["G_ema"]), "software": software,
             }
             write_json(directory / METADATA_FILE, metadata)
+            if card is not None:  # before seal_entry hashes the tree: the card is listed like every file
+                (directory / ENTRY_CARD_FILE).write_text(card(metadata), encoding="utf-8")
             return metadata
 
         ref = store.publish_dir(staged, name, actual, version, finalize, aliases=aliases)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 
-    uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = os.environ.get("MLFLOW_TRACKING_URI") if mlflow_uri is None else mlflow_uri
     if uri:
         from zoo.registry.mlflow_registry import register_entry
 

@@ -1,0 +1,309 @@
+"""``zoo sweep bundle STUDY.json``: a finished study's teacher and DGL students into a registry, all or nothing.
+
+What is shipped (one entry per width, under the study's configuration name):
+
+* the teacher (ch_mul 1): ``G_ema`` and ``D`` (the frozen critic D̄ a user needs to compress further);
+* per student width, the EMA generator of one DGL run: the seed with the lowest final KID among that
+  width's ``<w>/dgl-s<seed>`` runs (the selection is recorded in the metadata).  Baselines and variants are
+  not shipped; they are the study's controls.
+
+Each entry goes through :func:`zoo.registry.publish.publish` (the one publishing path) with extra metadata:
+``latency`` rows measured by ``zoo bench`` (eager, and ONNX Runtime when installed) on this machine,
+``metrics_info`` (the basis of every metric), and a ``bundle`` block (role, study and run, the data and
+its licence from the dataset's ``dataset.json``, the teacher entry a student was compressed from, the
+seed selection, the MLflow run id); and a ``MODEL_CARD.md`` (:func:`zoo.registry.card.entry_card`).
+
+All or nothing: every entry is published into a staging registry beside the target (same file system),
+verified and measured against the size budget; only then are the new entry directories moved into the
+target and its ``index.json`` replaced in one rename, under the target's lock.  A failure before that
+rename leaves the target as it was.  Running the command again when every entry's generator is already
+the target's latest version of that width does nothing.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from zoo.errors import ZooError
+from zoo.integrity import read_json
+
+SELECTION_METRIC = "kid"  # lower is better
+SELECTION_RULE = "lowest final KID among this width's DGL-GAN seeds (Baselines are not shipped)"
+DEFAULT_BUDGET_MB = 40.0
+_DGL_RUN = re.compile(r"^(?P<width>[^/]+)/dgl-s(?P<seed>\d+)$")
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """One entry to publish: a finished run of the sweep and why it was chosen."""
+
+    role: str                      # "teacher" | "student"
+    run: str                       # the sweep's run name, e.g. "1_2/dgl-s1"
+    out: Path                      # run directory (summary.json, final/)
+    ch_mul: str
+    summary: dict[str, Any]
+    selection: Optional[dict[str, Any]] = None
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "final"
+
+
+@dataclass
+class BundleResult:
+    into: Path
+    published: list[dict[str, Any]] = field(default_factory=list)  # name, ch_mul, version, size_bytes, run
+    unchanged: list[str] = field(default_factory=list)
+    total_bytes: int = 0
+    dry_run: bool = False
+
+
+def _summary(run) -> dict[str, Any]:
+    from zoo.train.sweep import run_status
+
+    if run_status(run)["status"] != "done":
+        raise ZooError(f"run {run.name} is not finished ({run_status(run)['status']}); bundle a finished sweep "
+                       f"(`zoo sweep status` shows progress)")
+    summary = read_json(Path(run.out) / "summary.json")
+    if not isinstance(summary, dict):
+        raise ZooError(f"{run.out}/summary.json: not a JSON object")
+    return summary
+
+
+def plan_bundle(sweep) -> list[Shipment]:
+    """The teacher and, per width, the chosen DGL seed (no side effects).  ZooError if a run is unfinished,
+    a KID is missing or the KIDs of one width were computed on different bases."""
+    from zoo.metrics import MetricValue
+    from zoo.train.sweep import TEACHER
+
+    runs = sweep.by_name()
+    teacher = runs[TEACHER]
+    t_summary = _summary(teacher)
+    shipments = [Shipment("teacher", teacher.name, Path(teacher.out), str(t_summary.get("ch_mul", "1")), t_summary)]
+    teacher_final = (Path(teacher.out) / "final").resolve()
+    widths: dict[str, list[Any]] = {}
+    for run in sweep.runs:
+        m = _DGL_RUN.match(run.name)
+        if m:
+            widths.setdefault(m["width"], []).append((int(m["seed"]), run))
+    unfinished = [r.name for seeds in widths.values() for _, r in seeds
+                  if not (Path(r.out) / "summary.json").is_file()]
+    if unfinished:
+        raise ZooError(f"sweep {sweep.name}: DGL runs not finished: {', '.join(unfinished)}")
+    for width, seeds in widths.items():
+        candidates: dict[int, tuple[Any, dict[str, Any], Any]] = {}
+        for seed, run in sorted(seeds):
+            summary = _summary(run)
+            kid = (summary.get("metrics") or {}).get(SELECTION_METRIC)
+            if not isinstance(kid, (int, float)):
+                raise ZooError(f"run {run.name}: no final {SELECTION_METRIC} in summary.json; the seed to ship is "
+                               f"chosen by it (train with metrics including {SELECTION_METRIC})")
+            used = Path(str((summary.get("teacher") or {}).get("path"))).resolve()
+            if used != teacher_final:
+                raise ZooError(f"run {run.name} was compressed from {used}, not this sweep's teacher {teacher_final}")
+            candidates[seed] = (run, summary, MetricValue.from_info(SELECTION_METRIC, kid, summary.get("metrics_info")))
+        bases = {mv.data_and_n for _, _, mv in candidates.values()}
+        if len(bases) > 1:
+            raise ZooError(f"width {width}: the seeds' {SELECTION_METRIC} values were computed on different data "
+                           f"or n ({sorted(map(str, bases))}); they cannot pick a seed")
+        best = min(candidates, key=lambda s: (candidates[s][2].value, s))
+        run, summary, _ = candidates[best]
+        selection = {"metric": SELECTION_METRIC, "rule": SELECTION_RULE, "chosen_seed": best,
+                     "candidates": {str(s): mv.value for s, (_, _, mv) in candidates.items()}}
+        shipments.append(Shipment("student", run.name, Path(run.out), str(summary["ch_mul"]), summary, selection))
+    return shipments
+
+
+def data_record(summary: dict[str, Any], fallback: Path | None) -> dict[str, Any]:
+    """The run's data with its licence, from the dataset's dataset.json (the builder records the licence
+    there); the file's content hash must be the run's."""
+    data = summary.get("data") or {}
+    for path in [data.get("path"), fallback]:
+        if path and (Path(path) / "dataset.json").is_file():
+            manifest = read_json(Path(path) / "dataset.json")
+            break
+    else:
+        raise ZooError(f"the run's dataset ({data.get('path') or data.get('name')}) has no dataset.json to read its "
+                       "licence from; bundle runs trained on a built or imported dataset")
+    if manifest.get("sha256") != data.get("sha256"):
+        raise ZooError(f"{path}/dataset.json (sha256 {manifest.get('sha256')}) is not the data the run was trained on "
+                       f"(sha256 {data.get('sha256')})")
+    licence = (manifest.get("source") or {}).get("licence")
+    if not licence:
+        raise ZooError(f"{path}/dataset.json records no licence (source.licence); refusing to ship weights "
+                       "trained on data of unknown terms")
+    return {"name": manifest.get("name"), "sha256": manifest["sha256"], "count": manifest.get("count"),
+            "resolution": manifest.get("resolution"), "licence": licence,
+            "source": (manifest.get("source") or {}).get("kind"), "build": manifest.get("build")}
+
+
+def measure_latency(shipments: list[Shipment], backends: tuple[str, ...], batches: tuple[int, ...] = (1, 8),
+                    iters: int = 10, say: Callable[[str], None] = print) -> dict[str, list[dict[str, Any]]]:
+    """{run name: latency rows} from one ``zoo bench`` run over every width (so speedups are same-run)."""
+    from zoo.export.bench import latency_for, run_bench
+
+    table = run_bench([str(s.checkpoint) for s in shipments], backends=list(backends), batches=list(batches),
+                      iters=iters, progress=False)
+    say(f"latency measured on {table['hardware']['fingerprint']} ({', '.join(backends)}; batch "
+        f"{', '.join(map(str, batches))})")
+    return {s.run: latency_for(table, s.ch_mul) for s in shipments}
+
+
+def default_backends() -> tuple[str, ...]:
+    """eager, plus ONNX Runtime when it and the exporter are installed."""
+    import importlib.util
+
+    have_onnx = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+    return ("eager", "onnx") if have_onnx else ("eager",)
+
+
+def _latest(index: dict[str, Any], name: str, ch: str) -> Optional[dict[str, Any]]:
+    from zoo.registry.model import sorted_versions
+
+    versions = ((index.get("models") or {}).get(name) or {}).get(ch, {}).get("versions") or {}
+    if not versions:
+        return None
+    latest = sorted_versions(versions)[-1]
+    return {**versions[latest], "version": latest}
+
+
+def _entry_bytes(record: dict[str, Any]) -> int:
+    return sum(f["size"] for f in record["files"].values())
+
+
+def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None, *, root=None,
+           budget_mb: float = DEFAULT_BUDGET_MB, dry_run: bool = False, bench: bool = True,
+           backends: tuple[str, ...] | None = None, bench_iters: int = 10,
+           say: Callable[[str], None] = print) -> BundleResult:
+    """Publish a finished sweep's teacher and DGL students into ``into`` (default: the package's bundled
+    registry), all or nothing; see the module docstring."""
+    from zoo.checkpoint import WEIGHT_FILES
+    from zoo.integrity import file_lock, fsync_dir, sha256_file
+    from zoo.registry.api import bundled_registry
+    from zoo.registry.card import entry_card
+    from zoo.registry.local import LOCK_FILE, LocalStore
+    from zoo.registry.model import INDEX_FILE, ch_key
+    from zoo.registry.publish import publish
+    from zoo.train.sweep import load_sweep
+
+    sweep = load_sweep(sweep_file, root)
+    into = Path(into or bundled_registry()).expanduser().resolve()
+    shipments = plan_bundle(sweep)
+    name = shipments[0].summary.get("config") or Path(sweep_file).stem
+    result = BundleResult(into=into, dry_run=dry_run)
+    index_path = into / INDEX_FILE
+    before = index_path.read_bytes() if index_path.is_file() else None
+    existing = LocalStore(into, read_only=True).read_index()
+
+    # unchanged: the target's latest version of that width holds this very generator
+    todo, teacher_ref = [], None
+    for s in shipments:
+        latest = _latest(existing, name, ch_key(s.ch_mul))
+        digest = sha256_file(s.checkpoint / WEIGHT_FILES["G_ema"])
+        if latest and latest["metadata"].get("registry", {}).get("generator_sha256") == digest:
+            result.unchanged.append(f"{name} ch_mul={ch_key(s.ch_mul)} v{latest['version']} ({s.run})")
+            if s.role == "teacher":
+                teacher_ref = {"name": name, "ch_mul": ch_key(s.ch_mul), "version": latest["version"],
+                               "generator_sha256": digest}
+        else:
+            todo.append(s)
+    if not todo:
+        say(f"{into}: already holds every entry of {sweep.name} ({len(result.unchanged)}); nothing to do")
+        return result
+
+    data = data_record(shipments[0].summary, sweep.data)
+    latency = {}
+    if bench:
+        latency = measure_latency(shipments, backends or default_backends(), iters=bench_iters, say=say)
+
+    created = [d for d in [into.parent, *into.parent.parents] if not d.exists()]  # removed again on failure
+    into.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{into.name}.bundle-", dir=into.parent))
+    committed = False
+    try:
+        if before is not None:
+            (staging / INDEX_FILE).write_bytes(before)  # version numbers continue the target's
+        refs = []
+        for s in todo:
+            mlflow = s.summary.get("mlflow") or {}
+            info = s.summary.get("metrics_info")
+            block = {"role": s.role, "study": sweep.name, "run": s.run, "seed": s.summary.get("seed"), "data": data,
+                     "mlflow_run_id": mlflow.get("run_id"), "teacher": teacher_ref if s.role == "student" else None,
+                     "selection": s.selection}
+            extra = {"bundle": block, "latency": latency.get(s.run, []),
+                     **({"metrics_info": info} if isinstance(info, dict) else {})}
+            ref = publish(s.out, name=name, ch_mul=s.ch_mul, registry=str(staging), include_D=s.role == "teacher",
+                          include_G_raw=False, mlflow_uri="", extra_metadata=extra, card=entry_card)
+            if s.role == "teacher":
+                teacher_ref = {"name": ref.name, "ch_mul": ref.ch_mul, "version": ref.version,
+                               "generator_sha256": ref.metadata["registry"]["generator_sha256"]}
+            refs.append((s, ref))
+        store = LocalStore(staging)
+        problems = [f"{ref}: {p}" for _, ref in refs for p in store.verify(ref)]
+        if problems:
+            raise ZooError(f"the staged bundle failed verification: {'; '.join(problems)}")
+
+        index = store.read_index()
+        sizes = [(f"{n} ch_mul={ch} v{v}", _entry_bytes(rec)) for n, widths in index["models"].items()
+                 for ch, slot in widths.items() for v, rec in slot["versions"].items()]
+        result.total_bytes = sum(b for _, b in sizes) + (staging / INDEX_FILE).stat().st_size
+        table = "\n".join(f"  {label:<40} {b / 1e6:8.2f} MB" for label, b in sizes)
+        say(f"{into} after bundling: {result.total_bytes / 1e6:.2f} MB in {len(sizes)} entries "
+            f"(budget {budget_mb:g} MB)\n{table}")
+        if result.total_bytes > budget_mb * 1e6:
+            raise ZooError(f"the bundle would make {into} {result.total_bytes / 1e6:.2f} MB, over the "
+                           f"{budget_mb:g} MB budget (--budget-mb); nothing was written\n{table}")
+        result.published = [{"name": ref.name, "ch_mul": ref.ch_mul, "version": ref.version, "run": s.run,
+                             "role": s.role, "size_bytes": _entry_bytes(ref.record)} for s, ref in refs]
+        if dry_run:
+            say("dry run: nothing was written")
+            return result
+
+        into.mkdir(exist_ok=True)
+        with file_lock(into / LOCK_FILE):
+            now = index_path.read_bytes() if index_path.is_file() else None
+            if now != before:
+                raise ZooError(f"{into}/{INDEX_FILE} changed while bundling (another publisher?); run the command "
+                               "again")
+            moved: list[tuple[Path, Path]] = []
+            try:
+                for _, ref in refs:
+                    src, dst = staging / ref.path, into / ref.path
+                    if dst.exists():  # left by a publisher that died before updating the index: never listed
+                        shutil.rmtree(dst)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
+                    moved.append((dst, src))
+                    fsync_dir(dst.parent)
+                # the commit point: one rename makes every new entry visible at once
+                os.replace(staging / INDEX_FILE, index_path)
+                fsync_dir(into)
+            except BaseException:
+                for dst, src in reversed(moved):  # the target's index never listed them: put them back
+                    os.replace(dst, src)
+                raise
+        committed = True
+        for row in result.published:
+            say(f"bundled {row['name']} ch_mul={row['ch_mul']} v{row['version']} ({row['role']}, {row['run']}, "
+                f"{row['size_bytes'] / 1e6:.2f} MB)")
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not committed and not into.exists():
+            for d in created:  # innermost first; only what this call made, and only while empty
+                if d.exists() and not any(d.iterdir()):
+                    d.rmdir()
+
+
+def run(args) -> int:
+    """``zoo sweep bundle``: the sweep CLI's entry point for this action."""
+    result = bundle(args.sweep, args.into, root=args.root, budget_mb=args.budget_mb, dry_run=args.dry_run,
+                    bench=not args.no_bench)
+    for line in result.unchanged:
+        print(f"unchanged {line}")
+    return 0
