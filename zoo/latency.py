@@ -288,11 +288,10 @@ class Selection:
 
 
 def _number(value) -> float | None:
-    if isinstance(value, dict):
-        value = value.get("value")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+    """A finite number, or the finite ``value`` of a stored ``{"value": ...}`` metric; else None."""
+    from zoo.metrics import finite_number
+
+    return finite_number(value.get("value") if isinstance(value, dict) else value)
 
 
 def quality(metadata: dict[str, Any]) -> tuple[float | None, tuple | None]:

@@ -33,7 +33,8 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float if it is a finite int or float (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
@@ -94,7 +95,7 @@ class MetricValue:
         settings = _dict(info.get("settings"))
         base = "swd" if name.startswith("swd_") else name
         return cls(name, float(value), real.get("sha256"), _int(info.get("n")), net, _int(real.get("resolution")),
-                   _int(info.get("n_real")), _number(info.get("truncation_psi")),
+                   _int(info.get("n_real")), finite_number(info.get("truncation_psi")),
                    tuple((k, settings.get(k)) for k in _SETTINGS.get(base, ())), recorded)
 
     @classmethod
@@ -103,7 +104,7 @@ class MetricValue:
         ``metrics_info``) or ``{"value", "data_sha256", "n"}`` (which win over ``info``); None when it holds
         no finite number."""
         raw = stored.get("value") if isinstance(stored, dict) else stored
-        value = _number(raw)
+        value = finite_number(raw)
         if value is None:
             return None
         mv = cls.from_info(name, value, info)
