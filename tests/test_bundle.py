@@ -15,11 +15,15 @@ LICENCE = "CC0-1.0 (random test pixels, Test Foundry)"
 KIDS = {("1_2", 0): 0.30, ("1_2", 1): 0.10, ("1_4", 0): 0.20, ("1_4", 1): 0.40, ("teacher", 0): 0.05}
 
 
-def _sweep_file(root: Path, seeds=(0, 1), name="tiny.json") -> Path:
+def _sweep_file(root: Path, seeds=(0, 1), name="tiny.json", teacher_entry=None, results=None) -> Path:
     spec = {"name": "tiny", "config": SG2, "preset": "demo", "experiment": "tiny-study", "root": str(root),
             "data": {"path": "data/tiny"}, "teacher": {"stage1_kimg": 0.016},
             "students": {"ch_mul": ["1/2", "1/4"], "seeds": list(seeds), "stage1_kimg": 0.016,
                          "stage2_kimg": 0.016, "lambda": 0.1}}
+    if teacher_entry:
+        spec["teacher"]["entry"] = teacher_entry
+    if results:
+        spec["results"] = results
     path = root / name
     path.write_text(json.dumps(spec))
     return path
@@ -203,10 +207,64 @@ def test_an_unfinished_sweep_is_refused_and_the_cli_dry_run_writes_nothing(finis
     from zoo.train.bundle import bundle
 
     root, _ = finished
-    with pytest.raises(ZooError, match=r"not finished: 1_2/dgl-s2, 1_4/dgl-s2"):
+    with pytest.raises(ZooError, match=r"not finished on this machine: 1_2/dgl-s2, 1_4/dgl-s2"):
         bundle(_sweep_file(root, seeds=(0, 1, 2), name="three.json"), tmp_path / "r", bench=False)
     reg = tmp_path / "registry"
     assert main(["sweep", "bundle", str(_sweep_file(root)), "--into", str(reg), "--no-bench", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "dry run: nothing was written" in out and f"{SG2} ch_mul=1/2 v1" in out
     assert not reg.exists() and not (tmp_path / "r").exists()
+
+
+def test_a_study_goes_on_across_machines_from_its_records_and_the_shipped_teacher(finished, tmp_path, capsys):
+    """Session 1 ships the teacher and archives its record; a new machine (an empty sweep root) trains the
+    students against the shipped entry's D-bar and bundles a width that references that entry."""
+    import shutil
+
+    from zoo.cli import main
+    from zoo.errors import ZooError
+    from zoo.train.bundle import bundle
+    from zoo.train.sweep import archive, load_sweep, run_status
+
+    root, ds = finished
+    reg = tmp_path / "registry"
+    # machine 1: the teacher only (its students are not all finished: --widths 1)
+    first = bundle(_sweep_file(root), reg, bench=False, widths=["1"], say=lambda *_: None)
+    assert [(r["ch_mul"], r["role"]) for r in first.published] == [("1", "teacher")]
+    sweep_file = _sweep_file(root, name="records.json", results="results/tiny")
+    said = []
+    assert archive(load_sweep(sweep_file), say=said.append) == ["teacher"]  # the students' Baselines never ran
+    assert any("width 1/2: not archived, 2 of 4 runs unfinished" in line for line in said)
+    record = root / "results" / "tiny" / "teacher"
+    assert sorted(str(p.relative_to(record)) for p in record.rglob("*") if p.is_file()) == [
+        "final/config.json", "final/manifest.json", "final/metadata.json", "log.jsonl", "summary.json"]
+
+    # machine 2: nothing of machine 1 but the records and the registry (here: another root, the same data)
+    root2 = tmp_path / "machine2"
+    shutil.copytree(root / "data", root2 / "data")
+    shutil.copytree(root / "results", root2 / "results")
+    for w in ("1_2",):  # as if the 1/2 students had been trained on machine 2
+        shutil.copytree(Path(load_sweep(sweep_file).by_name()["1_2/dgl-s0"].out).parent,
+                        root2 / "runs" / SG2 / w)
+    later = _sweep_file(root2, name="later.json", results="results/tiny", teacher_entry=f"{SG2}@1")
+    sweep = load_sweep(later)
+    teacher = sweep.by_name()["teacher"]
+    assert run_status(teacher)["status"] == "done" and run_status(teacher)["archived"]
+    dgl = sweep.by_name()["1_4/dgl-s0"]
+    assert dgl.argv[dgl.argv.index("--teacher") + 1] == f"{SG2}@1" and dgl.needs is None and dgl.after == ()
+    assert main(["sweep", "status", str(later), "--widths", "1,1/4"]) == 0
+    out = capsys.readouterr().out
+    assert "archived" in out and "1_2/" not in out
+
+    with pytest.raises(ZooError, match=r"not finished on this machine: 1_4/dgl-s0, 1_4/dgl-s1"):
+        bundle(later, reg, bench=False, say=lambda *_: None)
+    second = bundle(later, reg, bench=False, widths=["1/2"], say=lambda *_: None)
+    assert [(r["ch_mul"], r["role"], r["run"]) for r in second.published] == [("1/2", "student", "1_2/dgl-s1")]
+    from zoo.registry.api import info
+
+    t_info = info(SG2, 1, registry=str(reg))
+    assert info(SG2, "1/2", registry=str(reg))["metadata"]["bundle"]["teacher"] == {
+        "name": SG2, "ch_mul": "1", "version": t_info["version"],
+        "generator_sha256": t_info["metadata"]["registry"]["generator_sha256"]}
+    with pytest.raises(ZooError, match="no such version"):
+        bundle(_sweep_file(root2, name="bad.json", teacher_entry=f"{SG2}@7"), reg, bench=False, widths=["1/2"])

@@ -194,6 +194,32 @@ def test_runs_dir_fallback(study, capsys, monkeypatch):
     assert code == 2 and "pip install 'dglgan-zoo[mlflow]'" in err
 
 
+def test_archived_records_give_the_same_tables(study, tmp_path, capsys):
+    """`zoo sweep archive` keeps only RECORD_FILES of each run (no weights): the tables read from those
+    records are the tables of the full run directories."""
+    from zoo.train.sweep import RECORD_FILES
+
+    records = tmp_path / "records"
+    for summary in (study / "runs").rglob("summary.json"):
+        run = summary.parent
+        if "mlartifacts" in run.parts:
+            continue
+        for rel in RECORD_FILES:
+            if (run / rel).is_file():
+                (records / run.relative_to(study / "runs") / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run / rel, records / run.relative_to(study / "runs") / rel)
+    assert not list(records.rglob("*.safetensors"))
+    code, out, err = zoo("--runs-dir", records, "--format", "json", capsys=capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    check_tables(report)
+    code, full, err = zoo("--runs-dir", study / "runs", "--format", "json", capsys=capsys)
+    assert json.loads(full)["configs"] == report["configs"]
+    code, out, err = zoo("--runs-dir", records, "--format", "html", "--out", tmp_path / "page", capsys=capsys)
+    assert code == 0, err
+    assert "Baseline" in (tmp_path / "page" / "report.html").read_text()  # no sample grids (no weights), the tables and curves still
+
+
 def edited_copy(study: Path, tmp_path: Path, run: str, edit) -> Path:
     runs = tmp_path / "runs"
     shutil.copytree(study / "runs", runs, ignore=shutil.ignore_patterns("state", "state_stage1", "images"))

@@ -146,3 +146,34 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(tmp_path):
     proc = subprocess.run(f"{sys.executable} -m zoo.cli sweep status {path} | head -1", shell=True,
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout.startswith("teacher") and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_widths_and_archived_records(tmp_path, capsys):
+    """A run recorded in the sweep's results directory is done on any machine; --widths limits a sweep."""
+    from zoo.cli import main
+    from zoo.errors import ZooError
+    from zoo.train.sweep import load_sweep, run_local, run_status
+
+    path = _sweep_file(tmp_path, results="results/tiny",
+                       students={"ch_mul": ["1/2", "1/4"], "seeds": [0], "stage1_kimg": 0.016, "stage2_kimg": 0.016})
+    sweep = load_sweep(path)
+    assert sweep.widths() == ["1", "1/2", "1/4"]
+    assert [r.name for r in sweep.only(["1/4"]).runs] == ["1_4/dgl-s0", "1_4/baseline-s0", "1_4/dgl-lazy4-s0"]
+    with pytest.raises(ZooError, match=r"no width 1/3 \(its widths: 1, 1/2, 1/4\)"):
+        sweep.only(["1/3"])
+    for run in sweep.runs:  # records as `zoo sweep archive` writes them
+        assert run.record == str(tmp_path / "results" / "tiny" / run.name)
+        (Path(run.record) / "final").mkdir(parents=True)
+        (Path(run.record) / "summary.json").write_text(json.dumps({"kimg": 0.032, "cpu_seconds": 36.0}))
+        (Path(run.record) / "final" / "config.json").write_text("{}")
+    assert all(run_status(r) == {"status": "done", "archived": True, "kimg": 0.032, "train_seconds": None,
+                                 "cpu_seconds": 36.0} for r in sweep.runs)
+    assert run_local(sweep, workers=2, poll_s=0.1, say=lambda *_: None) == {r.name: 0 for r in sweep.runs}
+    assert not (tmp_path / "root").exists()  # nothing was started, nothing written
+    assert main(["sweep", "status", str(path), "--widths", "1/2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("archived") == 3 and "teacher" not in out and "0.03 CPU-hours" in out
+    assert main(["sweep", "archive", str(path)]) == 0  # already recorded: nothing to do
+    for bad in ("/abs/results", "../outside"):
+        with pytest.raises(ZooError, match="results"):
+            load_sweep(_sweep_file(tmp_path, results=bad))

@@ -34,7 +34,7 @@ from zoo.integrity import read_json
 
 SELECTION_METRIC = "kid"  # lower is better
 SELECTION_RULE = "lowest final KID among this width's DGL-GAN seeds (Baselines are not shipped)"
-DEFAULT_BUDGET_MB = 40.0
+DEFAULT_BUDGET_MB = 60.0
 _DGL_RUN = re.compile(r"^(?P<width>[^/]+)/dgl-s(?P<seed>\d+)$")
 
 
@@ -64,38 +64,89 @@ class BundleResult:
 
 
 def _summary(run) -> dict[str, Any]:
-    from zoo.train.sweep import run_status
-
-    if run_status(run)["status"] != "done":
-        raise ZooError(f"run {run.name} is not finished ({run_status(run)['status']}); bundle a finished sweep "
-                       f"(`zoo sweep status` shows progress)")
     summary = read_json(Path(run.out) / "summary.json")
     if not isinstance(summary, dict):
         raise ZooError(f"{run.out}/summary.json: not a JSON object")
     return summary
 
 
-def plan_bundle(sweep) -> list[Shipment]:
-    """The teacher and, per width, the chosen DGL seed (no side effects).  ZooError if a run is unfinished,
-    a KID is missing or the KIDs of one width were computed on different bases."""
+def _finished_here(run) -> bool:
+    """Finished on this machine, weights included (an archived record has no weights to ship)."""
+    from zoo.checkpoint import WEIGHT_FILES
+    from zoo.train.sweep import run_status
+
+    st = run_status(run)
+    return st["status"] == "done" and not st["archived"] and (Path(run.out) / "final" / WEIGHT_FILES["G_ema"]).is_file()
+
+
+@dataclass(frozen=True)
+class ShippedTeacher:
+    """The teacher's registry entry, already in the target registry (``teacher.entry`` of the sweep file)."""
+
+    name: str
+    ch_mul: str
+    version: str
+    generator_sha256: str
+    d_sha256: str
+
+    def ref(self) -> dict[str, Any]:
+        return {"name": self.name, "ch_mul": self.ch_mul, "version": self.version,
+                "generator_sha256": self.generator_sha256}
+
+
+def shipped_teacher(index: dict[str, Any], entry: str) -> ShippedTeacher:
+    """Find ``NAME[@VERSION]`` (ch_mul 1) in a registry index; ZooError if it is not there or has no D."""
+    from zoo.checkpoint import WEIGHT_FILES
+    from zoo.registry.model import sorted_versions
+
+    name, _, version = entry.partition("@")
+    versions = ((index.get("models") or {}).get(name) or {}).get("1", {}).get("versions") or {}
+    if not versions:
+        raise ZooError(f"teacher.entry {entry!r}: the target registry has no {name} ch_mul=1")
+    version = version or sorted_versions(versions)[-1]
+    record = versions.get(version)
+    d = (record or {}).get("files", {}).get(WEIGHT_FILES["D"]) if record else None
+    if record is None or d is None:
+        raise ZooError(f"teacher.entry {entry!r}: the target registry has no such version with a discriminator")
+    return ShippedTeacher(name, "1", version, record["metadata"]["registry"]["generator_sha256"], d["sha256"])
+
+
+def plan_bundle(sweep, teacher: Optional[ShippedTeacher] = None,
+                widths: Optional[list[str]] = None) -> list[Shipment]:
+    """The teacher (when it was trained on this machine) and, per student width (all of them, or
+    ``widths``), the chosen DGL seed; no side effects.  ZooError if a width's DGL runs are not all finished
+    here, a KID is missing, the KIDs of one width were computed on different bases, or a student was
+    compressed from another discriminator than the teacher's (``teacher``: the shipped teacher entry,
+    when the teacher run is not on this machine)."""
+    from zoo.checkpoint import WEIGHT_FILES
+    from zoo.integrity import sha256_file
     from zoo.metrics import MetricValue
     from zoo.train.sweep import TEACHER
 
     runs = sweep.by_name()
-    teacher = runs[TEACHER]
-    t_summary = _summary(teacher)
-    shipments = [Shipment("teacher", teacher.name, Path(teacher.out), str(t_summary.get("ch_mul", "1")), t_summary)]
-    teacher_final = (Path(teacher.out) / "final").resolve()
-    widths: dict[str, list[Any]] = {}
+    shipments = []
+    if _finished_here(runs[TEACHER]):
+        t_run = runs[TEACHER]
+        t_summary = _summary(t_run)
+        shipments.append(Shipment("teacher", t_run.name, Path(t_run.out), str(t_summary.get("ch_mul", "1")),
+                                  t_summary))
+        teacher_d = sha256_file(Path(t_run.out) / "final" / WEIGHT_FILES["D"])
+    elif teacher is not None:
+        teacher_d = teacher.d_sha256
+    else:
+        raise ZooError(f"run {TEACHER} is not finished on this machine and the sweep file names no shipped "
+                       "teacher (teacher.entry); bundle a finished sweep (`zoo sweep status` shows progress)")
+    chosen = [w for w in sweep.widths() if w != "1" and (widths is None or w in widths)]
+    by_width: dict[str, list[tuple[int, Any]]] = {}
     for run in sweep.runs:
         m = _DGL_RUN.match(run.name)
-        if m:
-            widths.setdefault(m["width"], []).append((int(m["seed"]), run))
-    unfinished = [r.name for seeds in widths.values() for _, r in seeds
-                  if not (Path(r.out) / "summary.json").is_file()]
+        if m and run.width in chosen:
+            by_width.setdefault(run.width, []).append((int(m["seed"]), run))
+    unfinished = [r.name for seeds in by_width.values() for _, r in seeds if not _finished_here(r)]
     if unfinished:
-        raise ZooError(f"sweep {sweep.name}: DGL runs not finished: {', '.join(unfinished)}")
-    for width, seeds in widths.items():
+        raise ZooError(f"sweep {sweep.name}: DGL runs not finished on this machine: {', '.join(unfinished)} "
+                       "(--widths names the widths to bundle)")
+    for width, seeds in by_width.items():
         candidates: dict[int, tuple[Any, dict[str, Any], Any]] = {}
         for seed, run in sorted(seeds):
             summary = _summary(run)
@@ -103,9 +154,10 @@ def plan_bundle(sweep) -> list[Shipment]:
             if not isinstance(kid, (int, float)):
                 raise ZooError(f"run {run.name}: no final {SELECTION_METRIC} in summary.json; the seed to ship is "
                                f"chosen by it (train with metrics including {SELECTION_METRIC})")
-            used = Path(str((summary.get("teacher") or {}).get("path"))).resolve()
-            if used != teacher_final:
-                raise ZooError(f"run {run.name} was compressed from {used}, not this sweep's teacher {teacher_final}")
+            used = (summary.get("teacher") or {}).get("discriminator_sha256")
+            if used != teacher_d:
+                raise ZooError(f"run {run.name} was compressed against discriminator {str(used)[:12]}, not the "
+                               f"sweep's teacher's ({teacher_d[:12]})")
             candidates[seed] = (run, summary, MetricValue.from_info(SELECTION_METRIC, kid, summary.get("metrics_info")))
         bases = {mv.data_and_n for _, _, mv in candidates.values()}
         if len(bases) > 1:
@@ -178,7 +230,7 @@ def _entry_bytes(record: dict[str, Any]) -> int:
 
 def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None, *, root=None,
            budget_mb: float = DEFAULT_BUDGET_MB, dry_run: bool = False, bench: bool = True,
-           backends: tuple[str, ...] | None = None, bench_iters: int = 10,
+           backends: tuple[str, ...] | None = None, bench_iters: int = 10, widths: Optional[list[str]] = None,
            say: Callable[[str], None] = print) -> BundleResult:
     """Publish a finished sweep's teacher and DGL students into ``into`` (default: the package's bundled
     registry), all or nothing; see the module docstring."""
@@ -193,15 +245,18 @@ def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None,
 
     sweep = load_sweep(sweep_file, root)
     into = Path(into or bundled_registry()).expanduser().resolve()
-    shipments = plan_bundle(sweep)
-    name = shipments[0].summary.get("config") or Path(sweep_file).stem
     result = BundleResult(into=into, dry_run=dry_run)
     index_path = into / INDEX_FILE
     before = index_path.read_bytes() if index_path.is_file() else None
     existing = LocalStore(into, read_only=True).read_index()
+    shipped = shipped_teacher(existing, sweep.teacher_entry) if sweep.teacher_entry else None
+    shipments = plan_bundle(sweep, shipped, widths)
+    if not shipments:
+        raise ZooError(f"sweep {sweep.name}: nothing finished on this machine to bundle")
+    name = shipments[0].summary.get("config") or Path(sweep_file).stem
 
     # unchanged: the target's latest version of that width holds this very generator
-    todo, teacher_ref = [], None
+    todo, teacher_ref = [], shipped.ref() if shipped else None
     for s in shipments:
         latest = _latest(existing, name, ch_key(s.ch_mul))
         digest = sha256_file(s.checkpoint / WEIGHT_FILES["G_ema"])
@@ -302,8 +357,10 @@ def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None,
 
 def run(args) -> int:
     """``zoo sweep bundle``: the sweep CLI's entry point for this action."""
+    from zoo.train.sweep import parse_widths
+
     result = bundle(args.sweep, args.into, root=args.root, budget_mb=args.budget_mb, dry_run=args.dry_run,
-                    bench=not args.no_bench)
+                    bench=not args.no_bench, widths=parse_widths(args.widths))
     for line in result.unchanged:
         print(f"unchanged {line}")
     return 0

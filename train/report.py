@@ -269,7 +269,7 @@ def sample_rows(cfg: dict[str, Any], runs: dict[str, RunRecord], seeds: list[int
     """[(row label, base64 PNG)]: G_ema of each row's lowest-seed run on the same latent seeds."""
     import torch
 
-    from zoo.checkpoint import load_checkpoint
+    from zoo.checkpoint import WEIGHT_FILES, load_checkpoint
     from zoo.families import family_of
     from zoo.images import class_inputs, make_grid, seeded_latents
 
@@ -279,8 +279,8 @@ def sample_rows(cfg: dict[str, Any], runs: dict[str, RunRecord], seeds: list[int
         seed_runs = sorted(zip(row["seeds"], row["runs"]), key=lambda x: (x[0] is None, x[0] or 0))
         seed, key = seed_runs[0]
         ckpt_dir = runs[key].checkpoint()
-        if ckpt_dir is None:
-            continue
+        if ckpt_dir is None or not (Path(ckpt_dir) / WEIGHT_FILES["G_ema"]).is_file():
+            continue  # e.g. a record archived by `zoo sweep archive`: metrics and history, no weights
         G = load_checkpoint(ckpt_dir, load_D=False).G_ema
         G = family_of(G).prepare(G.eval())
         z = seeded_latents(G, seeds)

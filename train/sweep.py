@@ -19,10 +19,23 @@ Executors: ``local`` (default): N worker processes on this machine, each run pin
 tasks, on a local Ray instance or an existing cluster (the sweep root must then be on a shared
 filesystem).  The tables come from the MLflow runs: ``zoo compare --experiment NAME``.  ``zoo sweep bundle``
 ships the finished study's teacher and best DGL student per width into a registry (:mod:`zoo.train.bundle`).
+
+A study longer than the life of one machine (a working session here is 3 hours, and the next session may
+get a new machine) goes in width-sized pieces, each finished on one machine and recorded in the repository:
+
+    "results": "results/<name>"     ``zoo sweep archive`` copies each finished width's run records there
+                                    (summary.json, log.jsonl, final/{config,metadata,manifest}.json, no
+                                    weights); a run recorded there counts as done, and ``zoo compare
+                                    --runs-dir`` reads the tables from it
+    "teacher": {"entry": "N@V"}     the teacher shipped by ``zoo sweep bundle``: students take D-bar from that
+                                    registry entry (checksummed) instead of the teacher run's directory
+
+``zoo sweep run --widths 1/2,1/4`` limits a session to the widths it can finish.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -50,6 +63,8 @@ class Run:
     fork_from: Optional[str] = None        # --stage1-from this run directory on a fresh start
     after: tuple[str, ...] = ()            # names of the runs it depends on (for Ray)
     threads: int = 1
+    width: str = "1"                       # ch_mul: the unit that is archived and bundled whole
+    record: Optional[str] = None           # where ``zoo sweep archive`` keeps this run's record
 
 
 @dataclass
@@ -59,9 +74,23 @@ class Sweep:
     runs: list[Run] = field(default_factory=list)
     data: Optional[Path] = None
     data_build: tuple[str, ...] = ()
+    results: Optional[Path] = None         # the committed records of finished widths
+    teacher_entry: Optional[str] = None    # registry entry NAME@VERSION of the shipped teacher
 
     def by_name(self) -> dict[str, Run]:
         return {r.name: r for r in self.runs}
+
+    def widths(self) -> list[str]:
+        return list(dict.fromkeys(r.width for r in self.runs))
+
+    def only(self, widths: Optional[list[str]]) -> "Sweep":
+        """The same sweep limited to ``widths`` ("1" is the teacher), which must be the sweep's."""
+        if not widths:
+            return self
+        unknown = [w for w in widths if w not in self.widths()]
+        if unknown:
+            raise ZooError(f"sweep {self.name}: no width {', '.join(unknown)} (its widths: {', '.join(self.widths())})")
+        return dataclasses.replace(self, runs=[r for r in self.runs if r.width in widths])
 
 
 def _width_dir(ch_mul: str) -> str:
@@ -85,6 +114,14 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     except (KeyError, TypeError, ValueError) as exc:
         raise ZooError(f"sweep file {path}: missing or bad field {exc}") from None
     threads = int(sweep_json.get("threads", 1))
+    results = None
+    if sweep_json.get("results") is not None:
+        from zoo.integrity import check_relpath
+
+        results = path.parent.resolve() / check_relpath(sweep_json["results"], "results (relative to the sweep file)")
+    teacher_entry = teacher.get("entry")
+    if teacher_entry is not None and not (isinstance(teacher_entry, str) and teacher_entry.strip()):
+        raise ZooError(f"sweep file {path}: teacher.entry must be a registry entry NAME[@VERSION]")
     data = sweep_json.get("data") or {}
     data_path = (root / data["path"]) if data.get("path") else None
     runs_dir = root / "runs" / config
@@ -99,13 +136,21 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     for item in sweep_json.get("set", []):  # training overrides for every run, the teacher included
         common += ["--set", str(item)]
 
+    def record(name: str) -> Optional[str]:
+        return str(results / name) if results is not None else None
+
     teacher_out = runs_dir / TEACHER
     runs = [Run(TEACHER, str(teacher_out), tuple(common + [
         "--ch-mul", "1", "--stage1-kimg", f"{float(teacher['stage1_kimg']):g}", "--stage2-kimg", "0",
-        "--seed", str(int(teacher.get("seed", 0))), "--out", str(teacher_out)]), threads=threads)]
+        "--seed", str(int(teacher.get("seed", 0))), "--out", str(teacher_out)]), threads=threads,
+        record=record(TEACHER))]
     schedule = ["--stage1-kimg", f"{float(students['stage1_kimg']):g}",
                 "--stage2-kimg", f"{float(students['stage2_kimg']):g}"]
     teacher_final = teacher_out / "final"
+    # D-bar: the shipped entry once there is one (no dependency on this machine's teacher run), else the run's
+    teacher_arg = teacher_entry or str(teacher_final)
+    teacher_needs = None if teacher_entry else str(teacher_final / "config.json")
+    teacher_after = () if teacher_entry else (TEACHER,)
     for w in widths:
         for seed in seeds:
             base = common + schedule + ["--ch-mul", w, "--seed", str(seed)]
@@ -113,13 +158,14 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
                 base += ["--set", str(item)]
             dgl_name, dgl_out = f"{_width_dir(w)}/dgl-s{seed}", runs_dir / _width_dir(w) / f"dgl-s{seed}"
             lam_args = ["--lambda", f"{float(students['lambda']):g}"] if "lambda" in students else []
-            runs.append(Run(dgl_name, str(dgl_out), tuple(base + lam_args + ["--teacher", str(teacher_final),
+            runs.append(Run(dgl_name, str(dgl_out), tuple(base + lam_args + ["--teacher", teacher_arg,
                                                                         "--out", str(dgl_out)]),
-                            needs=str(teacher_final / "config.json"), after=(TEACHER,), threads=threads))
+                            needs=teacher_needs, after=teacher_after, threads=threads, width=w,
+                            record=record(dgl_name)))
             forked = [("baseline", ["--baseline"])]
             for variant in sweep_json.get("variants", []):
                 if w in [str(x) for x in variant.get("ch_mul", widths)] and seed in variant.get("seeds", seeds):
-                    extra = ["--teacher", str(teacher_final)]
+                    extra = ["--teacher", teacher_arg]
                     if "lambda" in variant:
                         extra += ["--lambda", f"{float(variant['lambda']):g}"]
                     if "dgl_interval" in variant:
@@ -127,28 +173,30 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
                     forked.append((variant["name"], extra))
             for method, extra in forked:
                 out = runs_dir / _width_dir(w) / f"{method}-s{seed}"
-                runs.append(Run(f"{_width_dir(w)}/{method}-s{seed}", str(out),
-                                tuple(base + extra + ["--out", str(out)]),
+                name = f"{_width_dir(w)}/{method}-s{seed}"
+                runs.append(Run(name, str(out), tuple(base + extra + ["--out", str(out)]),
                                 needs=str(dgl_out / "state_stage1" / "counters.json"), fork_from=str(dgl_out),
-                                after=(dgl_name,), threads=threads))
+                                after=(dgl_name,), threads=threads, width=w, record=record(name)))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ZooError(f"sweep file {path}: two runs share a name (variant names must be unique)")
     return Sweep(name=sweep_json.get("name", path.stem), root=root, runs=runs, data=data_path,
-                 data_build=tuple(str(a) for a in data.get("build", [])))
+                 data_build=tuple(str(a) for a in data.get("build", [])), results=results,
+                 teacher_entry=teacher_entry)
 
 
 # ------------------------------------------------------------------------------------------ one run
 
 def run_status(run: Run) -> dict[str, Any]:
-    """'done', 'running' (a process holds the run), 'partial' (a resumable state), 'ready' (can start), or
-    'waiting' (a dependency is missing)."""
+    """'done' (finished here, or recorded by ``zoo sweep archive``: then ``archived`` is True), 'running' (a
+    process holds the run), 'partial' (a resumable state), 'ready' (can start), or 'waiting' (a dependency
+    is missing)."""
     out = Path(run.out)
-    summary = out / "summary.json"
-    if summary.is_file() and (out / "final" / "config.json").is_file():
-        info = json.loads(summary.read_text())
-        return {"status": "done", "kimg": info.get("kimg"), "train_seconds": info.get("train_seconds"),
-                "cpu_seconds": info.get("cpu_seconds")}
+    for where, archived in ((out, False), (Path(run.record) if run.record else None, True)):
+        if where is not None and (where / "summary.json").is_file() and (where / "final" / "config.json").is_file():
+            info = json.loads((where / "summary.json").read_text())
+            return {"status": "done", "archived": archived, "kimg": info.get("kimg"),
+                    "train_seconds": info.get("train_seconds"), "cpu_seconds": info.get("cpu_seconds")}
     saved = {"kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
     for state in (out / "state", out / ".state.old"):
         counters = state / "counters.json"
@@ -196,6 +244,44 @@ def execute(run: Run, log_dir: str | os.PathLike) -> int:
         fh.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command(run))}\n")
         fh.flush()
         return subprocess.run(command(run), stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+
+
+# ------------------------------------------------------------------------------------------ records
+
+# what ``zoo sweep archive`` keeps of a finished run: everything ``zoo compare --runs-dir`` reads, no weights
+RECORD_FILES = ("summary.json", "log.jsonl", "final/config.json", "final/metadata.json", "final/manifest.json")
+
+
+def archive(sweep: Sweep, say=print) -> list[str]:
+    """Copy the records of every width whose runs are all finished into ``sweep.results`` (each run's
+    record appears whole or not at all); returns the names of the runs archived now.  A width with an
+    unfinished run is left out: its finished runs cannot be paired (a Baseline forks from its DGL run's
+    stage-I state, which only this machine has)."""
+    from zoo.integrity import fsync_tree, staging_dir
+
+    if sweep.results is None:
+        raise ZooError(f"sweep {sweep.name}: the sweep file names no \"results\" directory to archive into")
+    archived = []
+    for width in sweep.widths():
+        runs = [r for r in sweep.runs if r.width == width]
+        status = {r.name: run_status(r) for r in runs}
+        todo = [r for r in runs if status[r.name]["status"] == "done" and not Path(str(r.record)).is_dir()]
+        unfinished = [r.name for r in runs if status[r.name]["status"] != "done"]
+        if todo and unfinished:
+            say(f"width {width}: not archived, {len(unfinished)} of {len(runs)} runs unfinished "
+                f"({', '.join(unfinished)})")
+            continue
+        for run in todo:
+            with staging_dir(str(run.record)) as tmp:
+                for rel in RECORD_FILES:
+                    if (Path(run.out) / rel).is_file():
+                        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(Path(run.out) / rel, tmp / rel)
+                fsync_tree(tmp)
+            archived.append(run.name)
+        if todo:
+            say(f"width {width}: archived {len(todo)} run(s) into {sweep.results}")
+    return archived
 
 
 # ------------------------------------------------------------------------------------------ executors
@@ -257,7 +343,7 @@ def run_ray(sweep: Sweep, address: str | None) -> dict[str, int]:
 
     refs: dict[str, Any] = {}
     for run in sweep.runs:  # load_sweep lists every run after the runs it needs
-        upstream = [refs[name] for name in run.after]
+        upstream = [refs[name] for name in run.after if name in refs]  # --widths may leave the teacher out
         refs[run.name] = ray_execute.options(num_cpus=run.threads).remote(
             asdict(run), str(sweep.root / "logs" / sweep.name), *upstream)
     return dict(zip(refs, ray.get(list(refs.values()))))
@@ -286,23 +372,30 @@ def build_data(sweep: Sweep) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["run", "status", "plan", "bundle"],
+    parser.add_argument("action", choices=["run", "status", "plan", "archive", "bundle"],
                         help="run: start/resume every run; status: progress and CPU-hours; plan: the commands; "
+                             "archive: record finished widths in the sweep's results directory; "
                              "bundle: publish the finished sweep's teacher and best DGL student per width into a "
                              "registry (train/bundle.py)")
     parser.add_argument("sweep", help="sweep file (JSON), e.g. studies/stylegan2-fashion-mnist.json")
     parser.add_argument("--root", default=None, help="where runs, logs and mlruns.db live (default: the file's root)")
     parser.add_argument("--workers", type=int, default=None,
                         help="concurrent runs on this machine (default: CPU cores // threads per run)")
+    parser.add_argument("--widths", default=None, metavar="W,W",
+                        help="only these widths, e.g. 1/2,1/4 (1 = the teacher): what one session can finish")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="run on Ray: a local instance (no ADDRESS) or a cluster (ADDRESS, e.g. ray://host:10001)")
     bundle = parser.add_argument_group("bundle")
     bundle.add_argument("--into", default=None, metavar="DIR",
                         help="registry directory to bundle into (default: the package's zoo/weights/registry)")
-    bundle.add_argument("--budget-mb", type=float, default=40.0,
-                        help="refuse if the registry would exceed this many MB (default 40)")
+    bundle.add_argument("--budget-mb", type=float, default=60.0,
+                        help="refuse if the registry would exceed this many MB (default 60)")
     bundle.add_argument("--dry-run", action="store_true", help="build, verify and size the bundle; write nothing")
     bundle.add_argument("--no-bench", action="store_true", help="do not measure latency (no latency rows)")
+
+
+def parse_widths(text: Optional[str]) -> Optional[list[str]]:
+    return [w.strip() for w in text.split(",") if w.strip()] if text else None
 
 
 def run(args) -> int:
@@ -310,7 +403,10 @@ def run(args) -> int:
         from zoo.train.bundle import run as run_bundle
 
         return run_bundle(args)
-    sweep = load_sweep(args.sweep, args.root)
+    sweep = load_sweep(args.sweep, args.root).only(parse_widths(args.widths))
+    if args.action == "archive":
+        archive(sweep)
+        return 0
     if args.action == "plan":
         for r in sweep.runs:
             print(f"{r.name:<24} {' '.join(command(r) if run_status(r)['status'] != 'waiting' else r.argv)}")
@@ -318,7 +414,8 @@ def run(args) -> int:
     if args.action == "status":
         rows, cpu_hours = status_table(sweep)
         for row in rows:
-            print(f"{row['run']:<24} {row['status']:<8} {row['kimg'] or 0:>8.1f} kimg "
+            status = "archived" if row.get("archived") else row["status"]
+            print(f"{row['run']:<24} {status:<8} {row['kimg'] or 0:>8.1f} kimg "
                   f"{(row['train_seconds'] or 0) / 3600:>6.2f} h")
         print(f"{sum(r['status'] == 'done' for r in rows)}/{len(rows)} done; {cpu_hours:.2f} CPU-hours of training "
               "so far (process CPU time; wall time x threads for runs that did not record it)")
