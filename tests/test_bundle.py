@@ -258,12 +258,15 @@ def test_a_study_goes_on_across_machines_from_its_records_and_the_shipped_teache
 
     with pytest.raises(ZooError, match=r"not finished on this machine: 1_4/dgl-s0, 1_4/dgl-s1"):
         bundle(later, reg, bench=False, say=lambda *_: None)
-    second = bundle(later, reg, bench=False, widths=["1/2"], say=lambda *_: None)
+    second = bundle(later, reg, backends=("eager",), bench_iters=1, widths=["1/2"], say=lambda *_: None)
     assert [(r["ch_mul"], r["role"], r["run"]) for r in second.published] == [("1/2", "student", "1_2/dgl-s1")]
     from zoo.registry.api import info
 
-    t_info = info(SG2, 1, registry=str(reg))
-    assert info(SG2, "1/2", registry=str(reg))["metadata"]["bundle"]["teacher"] == {
+    t_info, s_meta = info(SG2, 1, registry=str(reg)), info(SG2, "1/2", registry=str(reg))["metadata"]
+    # the shipped teacher was timed in the same run: the student's speedup is a same-run ratio
+    assert [r["ch_mul"] for r in s_meta["latency"]] == ["1/2", "1/2"] and all(
+        r["speedup_vs_full"] > 0 for r in s_meta["latency"])
+    assert s_meta["bundle"]["teacher"] == {
         "name": SG2, "ch_mul": "1", "version": t_info["version"],
         "generator_sha256": t_info["metadata"]["registry"]["generator_sha256"]}
     with pytest.raises(ZooError, match="no such version"):

@@ -88,13 +88,14 @@ class ShippedTeacher:
     version: str
     generator_sha256: str
     d_sha256: str
+    path: Path                    # its entry directory in the target registry (timed beside the students)
 
     def ref(self) -> dict[str, Any]:
         return {"name": self.name, "ch_mul": self.ch_mul, "version": self.version,
                 "generator_sha256": self.generator_sha256}
 
 
-def shipped_teacher(index: dict[str, Any], entry: str) -> ShippedTeacher:
+def shipped_teacher(index: dict[str, Any], entry: str, registry: Path) -> ShippedTeacher:
     """Find ``NAME[@VERSION]`` (ch_mul 1) in a registry index; ZooError if it is not there or has no D."""
     from zoo.checkpoint import WEIGHT_FILES
     from zoo.registry.model import sorted_versions
@@ -108,7 +109,10 @@ def shipped_teacher(index: dict[str, Any], entry: str) -> ShippedTeacher:
     d = (record or {}).get("files", {}).get(WEIGHT_FILES["D"]) if record else None
     if record is None or d is None:
         raise ZooError(f"teacher.entry {entry!r}: the target registry has no such version with a discriminator")
-    return ShippedTeacher(name, "1", version, record["metadata"]["registry"]["generator_sha256"], d["sha256"])
+    from zoo.integrity import check_relpath
+
+    return ShippedTeacher(name, "1", version, record["metadata"]["registry"]["generator_sha256"], d["sha256"],
+                          registry / check_relpath(record["path"], "registry entry path"))
 
 
 def plan_bundle(sweep, teacher: Optional[ShippedTeacher] = None,
@@ -195,12 +199,14 @@ def data_record(summary: dict[str, Any], fallback: Path | None) -> dict[str, Any
 
 
 def measure_latency(shipments: list[Shipment], backends: tuple[str, ...], batches: tuple[int, ...] = (1, 8),
-                    iters: int = 10, say: Callable[[str], None] = print) -> dict[str, list[dict[str, Any]]]:
-    """{run name: latency rows} from one ``zoo bench`` run over every width (so speedups are same-run)."""
+                    iters: int = 10, say: Callable[[str], None] = print,
+                    teacher: Optional[Path] = None) -> dict[str, list[dict[str, Any]]]:
+    """{run name: latency rows} from one ``zoo bench`` run over every width (so speedups are same-run);
+    ``teacher``: the shipped teacher's checkpoint, timed too when it is not one of the shipments."""
     from zoo.export.bench import latency_for, run_bench
 
-    table = run_bench([str(s.checkpoint) for s in shipments], backends=list(backends), batches=list(batches),
-                      iters=iters, progress=False)
+    sources = [str(s.checkpoint) for s in shipments] + ([str(teacher)] if teacher is not None else [])
+    table = run_bench(sources, backends=list(backends), batches=list(batches), iters=iters, progress=False)
     say(f"latency measured on {table['hardware']['fingerprint']} ({', '.join(backends)}; batch "
         f"{', '.join(map(str, batches))})")
     return {s.run: latency_for(table, s.ch_mul) for s in shipments}
@@ -249,7 +255,7 @@ def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None,
     index_path = into / INDEX_FILE
     before = index_path.read_bytes() if index_path.is_file() else None
     existing = LocalStore(into, read_only=True).read_index()
-    shipped = shipped_teacher(existing, sweep.teacher_entry) if sweep.teacher_entry else None
+    shipped = shipped_teacher(existing, sweep.teacher_entry, into) if sweep.teacher_entry else None
     shipments = plan_bundle(sweep, shipped, widths)
     if not shipments:
         raise ZooError(f"sweep {sweep.name}: nothing finished on this machine to bundle")
@@ -274,7 +280,9 @@ def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None,
     data = data_record(shipments[0].summary, sweep.data)
     latency = {}
     if bench:
-        latency = measure_latency(shipments, backends or default_backends(), iters=bench_iters, say=say)
+        has_teacher = any(s.role == "teacher" for s in shipments)
+        latency = measure_latency(shipments, backends or default_backends(), iters=bench_iters, say=say,
+                                  teacher=None if has_teacher or shipped is None else shipped.path)
 
     created = [d for d in [into.parent, *into.parent.parents] if not d.exists()]  # removed again on failure
     into.parent.mkdir(parents=True, exist_ok=True)
