@@ -1,5 +1,5 @@
 # Two commands for a new machine (see README.md):
-#   make demo   set up, then run the main job on the embedded default
+#   make demo   set up, show the shipped zoo (bundled models), then run the pipeline on its teacher (a check)
 #   make test   set up, then run the test suite
 PY := .venv/bin/python
 DEMO_OUT ?= out/demo

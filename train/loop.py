@@ -530,7 +530,8 @@ class Records:
     def stepped(self, stage: int, seconds: float) -> None:
         if self.progress is not None:
             batch = self.run.cfg.batch
-            self.progress.update(batch / 1000)
+            # the last step may pass the total (kimg not a multiple of the batch): stop the bar at 100 %
+            self.progress.update(max(0.0, min(batch / 1000, self.progress.total - self.progress.n)))
             self.progress.set_postfix_str(f"stage {stage}, {batch / seconds:.1f} img/s", refresh=False)
 
     def close_progress(self) -> None:
