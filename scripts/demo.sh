@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the shipped zoo, then a pipeline check on its teacher (~5 minutes on 2 CPU cores, set-up included).
+# `make demo`: the shipped zoo, then a pipeline check on its teacher (~1.5 minutes on 2 idle CPU cores after set-up).
 #
 # Part 1, the shipped zoo: the entries bundled in the package (zoo/weights/registry: Fashion-MNIST teachers
 #   and whatever DGL-GAN student widths ship), listed, sampled into grids and compared (params, MACs, KID,
