@@ -98,6 +98,7 @@ class ShippedTeacher:
 def shipped_teacher(index: dict[str, Any], entry: str, registry: Path) -> ShippedTeacher:
     """Find ``NAME[@VERSION]`` (ch_mul 1) in a registry index; ZooError if it is not there or has no D."""
     from zoo.checkpoint import WEIGHT_FILES
+    from zoo.integrity import check_relpath
     from zoo.registry.model import sorted_versions
 
     name, _, version = entry.partition("@")
@@ -105,12 +106,10 @@ def shipped_teacher(index: dict[str, Any], entry: str, registry: Path) -> Shippe
     if not versions:
         raise ZooError(f"teacher.entry {entry!r}: the target registry has no {name} ch_mul=1")
     version = version or sorted_versions(versions)[-1]
-    record = versions.get(version)
-    d = (record or {}).get("files", {}).get(WEIGHT_FILES["D"]) if record else None
-    if record is None or d is None:
+    record = versions.get(version) or {}
+    d = record.get("files", {}).get(WEIGHT_FILES["D"])
+    if d is None:
         raise ZooError(f"teacher.entry {entry!r}: the target registry has no such version with a discriminator")
-    from zoo.integrity import check_relpath
-
     return ShippedTeacher(name, "1", version, record["metadata"]["registry"]["generator_sha256"], d["sha256"],
                           registry / check_relpath(record["path"], "registry entry path"))
 
