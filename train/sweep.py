@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from zoo.integrity import read_json
 from zoo.train.runlock import LOCK_FILE, is_locked, lock_run
 from zoo.errors import ZooError
 
@@ -194,7 +195,7 @@ def run_status(run: Run) -> dict[str, Any]:
     out = Path(run.out)
     for where, archived in ((out, False), (Path(run.record) if run.record else None, True)):
         if where is not None and (where / "summary.json").is_file() and (where / "final" / "config.json").is_file():
-            info = json.loads((where / "summary.json").read_text())
+            info = read_json(where / "summary.json")  # a regular file of bounded size (records come from git)
             return {"status": "done", "archived": archived, "kimg": info.get("kimg"),
                     "train_seconds": info.get("train_seconds"), "cpu_seconds": info.get("cpu_seconds")}
     saved = {"kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
