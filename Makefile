@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo test test-slow test-gpu bench bench-ci gpu-table clean mlflow-ui
+.PHONY: setup demo test test-slow test-gpu bench bench-ci gpu-table figures clean mlflow-ui
 
 setup:
 	bash scripts/setup.sh
@@ -45,6 +45,10 @@ bench-ci: setup
 	echo "bench-ci: gates with $(AVX2_ENV)"; \
 	$(AVX2_ENV) $(BENCH_CI) --benchmark-json=$(BENCH_OUT)/bench-ci-avx2.json || rc=1; \
 	exit $$rc
+
+# The sample grids of docs/images and README, one per bundled entry (scripts/figures.sh says how they are drawn).
+figures: setup
+	bash scripts/figures.sh
 
 # GPU latency table of docs/gpu.md (stylegan2-ffhq 1024 px, every width, batch 48; needs CUDA).
 gpu-table:

@@ -174,6 +174,11 @@ def plan_bundle(sweep, teacher: Optional[ShippedTeacher] = None,
     return shipments
 
 
+# The weights ganzoo trains are released under the project's own licence (pyproject.toml), as an SPDX id in
+# the Hub's lowercase spelling; the data's terms are stated beside it in every card.
+WEIGHTS_LICENSE = "apache-2.0"
+
+
 def data_record(summary: dict[str, Any], fallback: Path | None) -> dict[str, Any]:
     """The run's data with its licence, from the dataset's dataset.json (the builder records the licence
     there); the file's content hash must be the run's."""
@@ -297,7 +302,7 @@ def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None,
             block = {"role": s.role, "study": sweep.name, "run": s.run, "seed": s.summary.get("seed"), "data": data,
                      "mlflow_run_id": mlflow.get("run_id"), "teacher": teacher_ref if s.role == "student" else None,
                      "selection": s.selection}
-            extra = {"bundle": block, "latency": latency.get(s.run, []),
+            extra = {"bundle": block, "license": WEIGHTS_LICENSE, "latency": latency.get(s.run, []),
                      **({"metrics_info": info} if isinstance(info, dict) else {})}
             ref = publish(s.out, name=name, ch_mul=s.ch_mul, registry=str(staging), include_D=s.role == "teacher",
                           include_G_raw=False, mlflow_uri="", extra_metadata=extra, card=entry_card)

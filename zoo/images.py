@@ -17,8 +17,9 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def make_grid(images: torch.Tensor, cols: int | None = None) -> np.ndarray:
-    """Tile N images into one HWC uint8 array (greyscale is repeated to RGB)."""
+def make_grid(images: torch.Tensor, cols: int | None = None, scale: int = 1) -> np.ndarray:
+    """Tile N images into one HWC uint8 array (greyscale is repeated to RGB), each pixel repeated ``scale``
+    times per axis (nearest neighbour: small images stay sharp on a page)."""
     arr = to_uint8(images)
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
@@ -29,7 +30,7 @@ def make_grid(images: torch.Tensor, cols: int | None = None) -> np.ndarray:
     for i in range(n):
         r, col = divmod(i, cols)
         grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = arr[i]
-    return grid
+    return grid.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else grid
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:

@@ -13,6 +13,7 @@ MAX_SEED = 2**32 - 1
 # One PNG grid: 1024 images is a 32 x 32 grid, already 32k pixels wide at 1024 px.  The cap is checked
 # before a range is expanded, so '0-99999999999' is an error, not a list of 10**11 ints.
 MAX_SEEDS = 1024
+MAX_SCALE = 8  # for small models shown on a page: 64 images of 32 px at 8x are a 2048-px grid
 # Truncation psi.  StyleGAN2: w = w_avg + psi (w - w_avg), psi = 1 is no truncation, 0 the average image,
 # psi > 1 or < 0 extrapolates (published uses stay within [-1, 2]); BigGAN: psi scales z (its std, usual
 # values 0.04 .. 2).  Beyond a few units the latents are far outside anything the generator was trained
@@ -113,6 +114,10 @@ def add_arguments(parser) -> None:
                         help=f"truncation psi in [-{MAX_ABS_TRUNCATION:g}, {MAX_ABS_TRUNCATION:g}] (default 1 = none)")
     parser.add_argument("--class", dest="label", type=int, default=None,
                         help="class for conditional models (default: cycle through the classes)")
+    parser.add_argument("--cols", type=int, default=None,
+                        help="images per row (default: a square grid; 10 puts one class per column for 10 classes)")
+    parser.add_argument("--scale", type=int, default=1,
+                        help=f"nearest-neighbour upscale of every pixel, 1..{MAX_SCALE} (default 1)")
     parser.add_argument("--out", required=True, help="output PNG path")
 
 
@@ -121,6 +126,10 @@ def run(args) -> int:
 
     seeds = parse_seeds(args.seeds)
     psi = parse_truncation(args.truncation)  # all numeric input is checked before any weights are loaded
+    if not 1 <= args.scale <= MAX_SCALE:
+        raise ZooError(f"--scale must be in [1, {MAX_SCALE}], got {args.scale}")
+    if args.cols is not None and not 1 <= args.cols <= len(seeds):
+        raise ZooError(f"--cols must be in [1, {len(seeds)}] (the number of images), got {args.cols}")
     G = resolve_generator(args.source, args.ch_mul, args.version)
     check_class(args.label, G.c_dim)
     z = seeded_latents(G, seeds)
@@ -128,6 +137,6 @@ def run(args) -> int:
     c = class_inputs(G, labels)
     with torch.inference_mode():
         images = G(z, c, truncation_psi=psi, noise_mode="const")
-    path = save_png(make_grid(images), args.out)
+    path = save_png(make_grid(images, cols=args.cols, scale=args.scale), args.out)
     print(f"wrote {path} ({len(seeds)} images, {images.shape[-1]}x{images.shape[-2]})")
     return 0

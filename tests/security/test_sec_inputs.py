@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from zoo.cli import main
@@ -111,6 +112,8 @@ def tiny_checkpoints(tmp_path_factory):
     (["--seeds", "4294967296"], "--seeds"),
     (["--class", str(10**30)], "class"),              # used to be an overflow RuntimeError in torch
     (["--class", "-1"], "class"),
+    (["--scale", "0"], "--scale"), (["--scale", "9"], "--scale"),  # 9: past MAX_SCALE, an unbounded image
+    (["--cols", "0"], "--cols"), (["--cols", "3"], "--cols"),      # 3 columns for 2 images
 ])
 def test_cli_sample_numeric_args_are_one_line_errors(args, fragment, capsys, tmp_path, tiny_checkpoints):
     out = tmp_path / "grid.png"
@@ -125,6 +128,20 @@ def test_cli_sample_valid_truncation_still_works(capsys, tmp_path, tiny_checkpoi
     code, err = run_cli(["sample", tiny_checkpoints["tiny"], "--seeds", "0-1", "--truncation", "0.7",
                          "--out", str(out)], capsys)
     assert code == 0 and out.is_file(), err
+
+
+def test_cli_sample_cols_and_scale_lay_out_the_grid(capsys, tmp_path, tiny_checkpoints):
+    from PIL import Image
+
+    plain, big = tmp_path / "plain.png", tmp_path / "big.png"
+    assert run_cli(["sample", tiny_checkpoints["tiny"], "--seeds", "0-1", "--out", str(plain)], capsys)[0] == 0
+    assert run_cli(["sample", tiny_checkpoints["tiny"], "--seeds", "0-1", "--cols", "1", "--scale", "3",
+                    "--out", str(big)], capsys)[0] == 0
+    a, b = np.asarray(Image.open(plain)), np.asarray(Image.open(big))
+    h, w = a.shape[0], a.shape[1] // 2  # default: 2 images side by side
+    assert b.shape[:2] == (2 * h * 3, w * 3)  # one column, every pixel 3 x 3
+    stacked = np.concatenate([a[:, :w], a[:, w:]], axis=0)
+    assert np.array_equal(b[::3, ::3], stacked) and np.array_equal(b[2::3, 1::3], stacked)
 
 
 @pytest.mark.parametrize("args,fragment", [

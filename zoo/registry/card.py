@@ -123,7 +123,9 @@ def entry_card(metadata: dict[str, Any]) -> str:
     licence = data.get("licence") or "not recorded"
     lines += ["", "## Data and licence", "",
               f"Trained on `{data.get('name')}` ({data.get('count')} images, {data.get('resolution')} px; content "
-              f"sha256 `{data.get('sha256')}`).", "", f"Data licence: {licence}."]
+              f"sha256 `{data.get('sha256')}`).", "", f"Data licence: {licence}.", "",
+              f"Weights licence: {metadata.get('license') or 'not recorded'} (the model's own terms; the data's "
+              "terms above still apply to the data)."]
     if student:
         lines += ["", "This student inherits its teacher's and its data's terms."]
     lines += ["", "## Teacher", ""]
