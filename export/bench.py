@@ -42,7 +42,7 @@ from zoo.export.artifact import (device_info, is_artifact, load_export, now, rea
                                  software_versions)
 from zoo.export.graph import build_graph, fixed_inputs, input_specs
 from zoo.export.options import check_dtype, parse_batch_list, torch_dtype
-from zoo.latency import LatencyRow
+from zoo.latency import LatencyRow, latency_for  # noqa: F401 - latency_for: a bench table's rows, re-exported
 from zoo.runtime.base import BatchRange
 
 FORMAT = "ganzoo-latency/1"
@@ -357,19 +357,6 @@ def _add_speedups(rows: list[dict]) -> None:
         r["speedup_vs_full"] = full["median_ms"] / r["median_ms"] if full else None
         eager = index.get(key(r, backend=EAGER))
         r["speedup_vs_eager"] = eager["median_ms"] / r["median_ms"] if eager else None
-
-
-def latency_for(table: dict[str, Any], ch_mul: str, model: str | None = None) -> list[dict[str, Any]]:
-    """The rows of one width as self-contained records, for a registry entry's ``metadata["latency"]``.
-
-    Each row carries the table's context (device name, date, threads, allocator env, versions) next
-    to backend, dtype, batch and the figures, so rows from different runs can be stored together."""
-    context = {"device": table["device"]["name"], "device_type": table["device"]["type"], "date": table["date"],
-               "threads": table["threads"], "env": table["env"], "versions": table["versions"],
-               "timer": table["settings"]["timer"]}
-    fingerprint = (table.get("hardware") or {}).get("fingerprint")
-    return [LatencyRow.from_dict({**r, **context, "fingerprint": r.get("fingerprint") or fingerprint}).to_dict()
-            for r in table["rows"] if r["ch_mul"] == ch_mul and (model is None or r["model"] == model)]
 
 
 # ------------------------------------------------------------------------------------------ CLI

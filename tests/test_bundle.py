@@ -271,5 +271,19 @@ def test_a_study_goes_on_across_machines_from_its_records_and_the_shipped_teache
     assert s_meta["bundle"]["teacher"] == {
         "name": SG2, "ch_mul": "1", "version": t_info["version"],
         "generator_sha256": t_info["metadata"]["registry"]["generator_sha256"]}
+    # the teacher's same-run timing cannot go into its published entry: the whole bench table is kept with the
+    # study's records, and `zoo compare --runs-dir` shows the teacher's row from it
+    (kept,) = (root2 / "results" / "tiny" / "latency").glob("*.json")
+    assert second.latency_record == kept
+    assert sorted({r["ch_mul"] for r in json.loads(kept.read_text())["bench"]["rows"]}) == ["1", "1/2"]
+    assert t_info["metadata"].get("latency") in (None, [])  # bundled with bench=False: the table is the only source
+    capsys.readouterr()
+    assert main(["compare", "--runs-dir", str(root2 / "results" / "tiny"), "--registry", str(reg),
+                 "--format", "json"]) in (0, 1)
+    (table,) = json.loads(capsys.readouterr().out)["configs"]
+    (row,) = table["rows"]  # the archived teacher record (its students' Baselines never ran: not archived)
+    assert row["method"] == "teacher" and [(x["device"], x["batch"], x["speedup"]) for x in row["latency"]] == [
+        (s_meta["latency"][0]["device"], b, 1.0) for b in (1, 8)]
+
     with pytest.raises(ZooError, match="no such version"):
         bundle(_sweep_file(root2, name="bad.json", teacher_entry=f"{SG2}@7"), reg, bench=False, widths=["1/2"])

@@ -61,6 +61,7 @@ class BundleResult:
     unchanged: list[str] = field(default_factory=list)
     total_bytes: int = 0
     dry_run: bool = False
+    latency_record: Optional[Path] = None  # the bench table kept with the study's records
 
 
 def _summary(run) -> dict[str, Any]:
@@ -204,16 +205,33 @@ def data_record(summary: dict[str, Any], fallback: Path | None) -> dict[str, Any
 
 def measure_latency(shipments: list[Shipment], backends: tuple[str, ...], batches: tuple[int, ...] = (1, 8),
                     iters: int = 10, say: Callable[[str], None] = print,
-                    teacher: Optional[Path] = None) -> dict[str, list[dict[str, Any]]]:
-    """{run name: latency rows} from one ``zoo bench`` run over every width (so speedups are same-run);
-    ``teacher``: the shipped teacher's checkpoint, timed too when it is not one of the shipments."""
+                    teacher: Optional[Path] = None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """({run name: latency rows}, the whole bench table) from one ``zoo bench`` run over every width (so
+    speedups are same-run); ``teacher``: the shipped teacher's checkpoint, timed too when it is not one of
+    the shipments (its rows are in the table only: a published entry's metadata never changes)."""
     from zoo.export.bench import latency_for, run_bench
 
     sources = [str(s.checkpoint) for s in shipments] + ([str(teacher)] if teacher is not None else [])
     table = run_bench(sources, backends=list(backends), batches=list(batches), iters=iters, progress=False)
     say(f"latency measured on {table['hardware']['fingerprint']} ({', '.join(backends)}; batch "
         f"{', '.join(map(str, batches))})")
-    return {s.run: latency_for(table, s.ch_mul) for s in shipments}
+    return {s.run: latency_for(table, s.ch_mul) for s in shipments}, table
+
+
+def record_latency(results: Path, config: str, table: dict[str, Any]) -> Path:
+    """Keep a bundle's whole bench table beside the study's run records (``latency/<date>-<cpu>.json``):
+    the shipped teacher's rows from a students-only bundle live only here, and `zoo compare --runs-dir`
+    reads them (``zoo.train.compare.latency_tables``)."""
+    from zoo.integrity import write_json
+    from zoo.train.sweep import LATENCY_DIR
+
+    fingerprint = str((table.get("hardware") or {}).get("fingerprint") or "unknown")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", fingerprint).strip("-")[:60]
+    stamp = re.sub(r"[^0-9T]", "", str(table.get("date") or ""))[:15] or "undated"
+    path = results / LATENCY_DIR / f"{stamp}-{slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"config": config, "bench": table})
+    return path
 
 
 def default_backends() -> tuple[str, ...]:
@@ -282,10 +300,10 @@ def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None,
         return result
 
     data = data_record(shipments[0].summary, sweep.data)
-    latency = {}
+    latency, bench_table = {}, None
     if bench:
         has_teacher = any(s.role == "teacher" for s in shipments)
-        latency = measure_latency(shipments, backends or default_backends(), iters=bench_iters, say=say,
+        latency, bench_table = measure_latency(shipments, backends or default_backends(), iters=bench_iters, say=say,
                                   teacher=None if has_teacher or shipped is None else shipped.path)
 
     created = [d for d in [into.parent, *into.parent.parents] if not d.exists()]  # removed again on failure
@@ -358,6 +376,9 @@ def bundle(sweep_file: str | os.PathLike, into: str | os.PathLike | None = None,
         for row in result.published:
             say(f"bundled {row['name']} ch_mul={row['ch_mul']} v{row['version']} ({row['role']}, {row['run']}, "
                 f"{row['size_bytes'] / 1e6:.2f} MB)")
+        if bench_table is not None and sweep.results is not None:
+            result.latency_record = record_latency(sweep.results, name, bench_table)
+            say(f"latency table (every width timed, the shipped teacher included) -> {result.latency_record}")
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -550,6 +550,32 @@ def registry_latency(config: str, registry=None) -> tuple[dict[str, dict[str, An
     return out, None
 
 
+def latency_tables(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The bench tables ``zoo sweep bundle`` kept beside a study's records (``latency/*.json``, each
+    ``{"config": NAME, "bench": TABLE}``), oldest first; [] where there are none."""
+    from zoo.integrity import read_json
+    from zoo.train.sweep import LATENCY_DIR
+
+    out = []
+    for path in sorted((Path(runs_dir) / LATENCY_DIR).glob("*.json")):
+        data = read_json(path)
+        bench = data.get("bench") if isinstance(data, dict) else None
+        if not (isinstance(data.get("config"), str) and isinstance(bench, dict) and isinstance(bench.get("rows"), list)):
+            raise ZooError(f"{path}: not a latency record ({{\"config\": NAME, \"bench\": a zoo bench table}})")
+        out.append({"path": str(path), "config": data["config"], "bench": bench})
+    return out
+
+
+def _table_latency(table: dict[str, Any], ch: str) -> list[Any]:
+    """LatencyRows of one width from a kept bench table (:func:`latency_tables`)."""
+    from zoo.latency import latency_for, parse_rows
+
+    try:
+        return parse_rows(latency_for(table["bench"], ch))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ZooError(f"{table['path']}: a malformed bench table ({type(exc).__name__}: {exc})") from None
+
+
 def _latency_group(row) -> tuple:
     """(device, back-end, dtype, batch) of a :class:`zoo.latency.LatencyRow`: one latency column."""
     return (str(row.device or row.extra.get("device_type") or "?"), row.backend, row.dtype, row.batch)
@@ -598,8 +624,11 @@ def _ch_value(ch: Optional[str]) -> Fraction:
 
 
 def build_report(runs: list[RunRecord], *, source: dict[str, Any], configs: Optional[list[str]] = None,
-                 registry=None, stats: bool = True) -> dict[str, Any]:
-    """The tables (a JSON-able dict) from run records: per configuration, rows, paired differences, refusals."""
+                 registry=None, stats: bool = True, tables: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The tables (a JSON-able dict) from run records: per configuration, rows, paired differences, refusals.
+    Latency comes from the registry entries, and from kept bench ``tables`` (:func:`latency_tables`) for
+    the (width, device, back-end, dtype, batch) cells the registry has no row for."""
+    tables = list(tables)
     notes: list[str] = []
     unfinished = [r for r in runs if not r.finished]
     if unfinished:
@@ -626,12 +655,12 @@ def build_report(runs: list[RunRecord], *, source: dict[str, Any], configs: Opti
                               "confidence": CONFIDENCE}
     for config in sorted({r.config for r in finished}):
         report["configs"].append(_config_table(config, [r for r in finished if r.config == config], registry,
-                                               report, stats))
+                                               report, stats, [t for t in tables if t["config"] == config]))
     return report
 
 
-def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str, Any], stats: bool
-                  ) -> dict[str, Any]:
+def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str, Any], stats: bool,
+                  tables: list[dict[str, Any]]) -> dict[str, Any]:
     notes: list[str] = []
     # --- one run per (row, seed): the latest finished one
     chosen: dict[tuple, RunRecord] = {}
@@ -668,10 +697,14 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
                          f"({format_count(entry['params_G'])} vs {format_count(ours)} G params here): its latency is not shown")
             continue
         if entry["latency"]:
-            usable[ch] = entry["latency"]
-            for lrow in entry["latency"]:
-                if _latency_group(lrow) not in groups:
-                    groups.append(_latency_group(lrow))
+            usable[ch] = list(entry["latency"])
+    for table in tables if stats else []:  # e.g. a shipped teacher timed again beside its new students
+        for ch in arch_by_ch:
+            have = {_latency_group(lrow) for lrow in usable.get(ch, [])}
+            usable.setdefault(ch, []).extend(r for r in _table_latency(table, ch) if _latency_group(r) not in have)
+    for lrow in (lrow for rows_ in usable.values() for lrow in rows_):
+        if _latency_group(lrow) not in groups:
+            groups.append(_latency_group(lrow))
     groups.sort()
 
     # --- rows
@@ -1013,7 +1046,9 @@ def run(args) -> int:
     if fmt == "html" and not args.out:
         raise ZooError("--format html writes a file: give --out DIR")
     records, source = gather(args)
-    report = build_report(records, source=source, configs=_split(args.config) or None, registry=args.registry)
+    tables = latency_tables(args.runs_dir) if args.runs_dir else []
+    report = build_report(records, source=source, configs=_split(args.config) or None, registry=args.registry,
+                          tables=tables)
     out_dir = Path(args.out) if args.out else None
     if fmt == "html":
         from zoo.train.report import write_html

@@ -251,6 +251,9 @@ def execute(run: Run, log_dir: str | os.PathLike) -> int:
 
 # what ``zoo sweep archive`` keeps of a finished run: everything ``zoo compare --runs-dir`` reads, no weights
 RECORD_FILES = ("summary.json", "log.jsonl", "final/config.json", "final/metadata.json", "final/manifest.json")
+# beside them, ``zoo sweep bundle`` keeps each whole bench table it measured ({"config", "bench"}), which
+# holds the shipped teacher's same-run latency that no entry's metadata can take once published
+LATENCY_DIR = "latency"
 
 
 def archive(sweep: Sweep, say=print) -> list[str]:

@@ -137,6 +137,19 @@ class LatencyRow:
         return f"{ms} at batch {self.batch} ({self.backend}, {self.dtype}, {where})"
 
 
+def latency_for(table: dict[str, Any], ch_mul: str, model: str | None = None) -> list[dict[str, Any]]:
+    """The rows of one width as self-contained records, for a registry entry's ``metadata["latency"]``.
+
+    Each row carries the table's context (device name, date, threads, allocator env, versions) next
+    to backend, dtype, batch and the figures, so rows from different runs can be stored together."""
+    context = {"device": table["device"]["name"], "device_type": table["device"]["type"], "date": table["date"],
+               "threads": table["threads"], "env": table["env"], "versions": table["versions"],
+               "timer": table["settings"]["timer"]}
+    fingerprint = (table.get("hardware") or {}).get("fingerprint")
+    return [LatencyRow.from_dict({**r, **context, "fingerprint": r.get("fingerprint") or fingerprint}).to_dict()
+            for r in table["rows"] if r["ch_mul"] == ch_mul and (model is None or r["model"] == model)]
+
+
 def parse_rows(value: Any) -> list[LatencyRow]:
     """The usable rows of a ``metadata["latency"]`` value (a list of rows, or a bench table with
     ``rows``); rows that do not parse are skipped (an entry's metadata is free-form)."""
