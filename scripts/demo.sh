@@ -74,7 +74,7 @@ echo "      image at each width: compare the grids for quality, not image by ima
 for name in $(cut -d' ' -f1 <<< "$ENTRIES" | sort -u); do
   echo
   echo "$name (shipped):"
-  $PY scripts/demo_zoo.py table "$name" --registry "$BUNDLED" | tee "$SHIPPED/$name.txt"
+  $ZOO compare "$name" --registry "$BUNDLED" | tee "$SHIPPED/$name.txt"
 done
 
 # -------------------------------------------------------------- 2. pipeline check on the shipped teacher
@@ -137,7 +137,7 @@ $ZOO sample $CONFIG --ch-mul $WIDTH --seeds 0-15 --out "$PIPE/$RUN.png" >/dev/nu
 echo "demo: sampled the published student (seeds 0-15) -> $PIPE/$RUN.png"
 echo
 echo "$CONFIG, the demo's registry over the shipped one (as zoo.load sees them with GANZOO_REGISTRY=$GANZOO_REGISTRY):"
-$PY scripts/demo_zoo.py table $CONFIG | tee "$PIPE/compare.txt"
+$ZOO compare $CONFIG | tee "$PIPE/compare.txt"
 echo "  (the demo's student was published without latency rows: the zoo bench table above measured it)"
 
 say "demo: done"

@@ -345,7 +345,25 @@ def test_cli_commands(ckpt, ckpt_quarter, capsys):
     assert all(r["ok"] for r in json.loads(capsys.readouterr().out))
     assert main(["compare", "stylegan2-emoji"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("ch_mul") and "b1 2.5ms (eager)" in out
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["ch_mul", "version", "role"] and "b1 speedup" in header
+    (quarter,) = [r for r in rows if r.startswith("1/4 ")]
+    assert "2.5" in quarter.split() and "measured on an unrecorded machine" in out and "[a]" not in out
+
+
+def test_cli_compare_never_mixes_machines_unmarked(tmp_path, capsys):
+    """Widths timed on different CPUs (a teacher shipped from one machine, its students from another):
+    every time carries its machine's tag; the speedups stay each row's own same-run ratio."""
+    reg = tmp_path / "reg"
+    for ch, fingerprint, ms, speedup in (("1/4", "cpu:Xeon:amx", 13.7, 1.5), ("1/8", "cpu:EPYC:avx512", 6.0, 2.9)):
+        directory, _ = make_checkpoint(tmp_path / ch.replace("/", "_"), ch_mul=ch, metadata={"latency": [
+            {"batch": 1, "median_ms": ms, "speedup_vs_full": speedup, "backend": "eager", "fingerprint": fingerprint}]})
+        assert main(["publish", str(directory), "--registry", str(reg)]) == 0
+    capsys.readouterr()
+    assert main(["compare", "stylegan2-emoji", "--registry", str(reg)]) == 0
+    out = capsys.readouterr().out
+    assert "13.7 [a]" in out and "1.50x" in out and "6 [b]" in out and "2.90x" in out
+    assert "[a] cpu:Xeon:amx" in out and "[b] cpu:EPYC:avx512" in out and "not comparable" in out
 
 
 def test_cli_errors_exit_2_without_traceback(capsys):

@@ -178,28 +178,61 @@ def add_compare(parser) -> None:
     _registry_arg(parser)
 
 
-def _latency_text(latency) -> str:
-    """'b1 3.1ms b8 9.9ms' from a latency table (list of rows with batch + ms), else '-'."""
-    from zoo.latency import parse_rows
-
-    parts = [f"b{r.batch} {r.ms:.3g}ms ({r.backend})" for r in parse_rows(latency) if r.ms is not None]
-    return " ".join(parts[:4]) or "-"
+def _eager_row(rows, batch: int, fingerprint: str | None):
+    """The first eager fp32 row at ``batch`` measured on ``fingerprint`` (any machine when None)."""
+    return next((r for r in rows if r.backend == "eager" and r.dtype == "fp32" and r.batch == batch
+                 and r.ms is not None and (fingerprint is None or r.fingerprint == fingerprint)), None)
 
 
 def run_compare(args) -> int:
-    from zoo.registry.api import compare
+    """The widths of one model side by side: role, size, KID with its n, eager latency and the speedup
+    over ch_mul 1 measured in the same run.  Rows measured on different machines are never mixed in one
+    cell unmarked: with more than one machine each time carries a tag [a], [b], ... named below."""
+    from zoo.latency import parse_rows, quality
+    from zoo.registry.api import bundled_registry, compare, info
 
     rows = compare(args.name, args.version, registry=args.registry)
     if args.json:
         _print_json(rows)
         return 0
-    full = rows[0]
-    print(_table([[r["ch_mul"], r["version"], format_count(r["params_G"]),
-                   "-" if not (r["params_G"] and full["params_G"]) else f"{full['params_G'] / r['params_G']:.2f}x",
-                   format_count(r["macs_G_paper"]), format_count(r["macs_G_fvcore"]),
-                   r["method"] or "-", _metrics_text(r["metrics"]), _latency_text(r["latency"])] for r in rows],
-                 ["ch_mul", "version", "params G", "compression", "MACs G (paper)", "MACs G (fvcore)", "method",
-                  "metrics", "latency"]))
+    bundled = str(bundled_registry())
+    full_params = next((r["params_G"] for r in rows if r["ch_mul"] == "1"), None)
+    entries = []
+    for r in rows:
+        meta = info(args.name, r["ch_mul"], r["version"], registry=r["registry"])["metadata"]
+        entries.append((r, meta, parse_rows(meta.get("latency"))))
+    machines: list[str] = []  # fingerprints in order of appearance: the tags
+    for _, _, latency in entries:
+        for batch in (1, 8):
+            row = _eager_row(latency, batch, None)
+            if row is not None and row.fingerprint not in machines:
+                machines.append(row.fingerprint)
+    table = []
+    for r, meta, latency in entries:
+        kid, basis = quality(meta)
+        role = "DGL-GAN student" if r["method"] == "dgl" else (meta.get("bundle") or {}).get("role") \
+            or r["method"] or "-"
+        cells = []
+        for batch in (1, 8):
+            row = _eager_row(latency, batch, None)
+            tag = f" [{chr(97 + machines.index(row.fingerprint))}]" if row is not None and len(machines) > 1 else ""
+            cells += ["-" if row is None else f"{row.ms:.3g}{tag}",
+                      "-" if row is None or row.speedup is None else f"{row.speedup:.2f}x"]
+        table.append([r["ch_mul"], f"v{r['version']}", role, format_count(r["params_G"]),
+                      f"{full_params / r['params_G']:.2f}x" if full_params and r["params_G"] else "-",
+                      format_count(r["macs_G_paper"]),
+                      "-" if kid is None else f"{kid:.4f}" + (f" (n={basis[1]})" if basis and basis[1] else ""),
+                      *cells, "shipped" if r["registry"] == bundled else r["registry"]])
+    print(_table(table, ["ch_mul", "version", "role", "params G", "compression", "MACs G (paper)", "KID", "b1 ms",
+                         "b1 speedup", "b8 ms", "b8 speedup", "registry"]))
+    print("  KID: EfficientNet-Lite0 features against the training data, n generated images (lower is better)")
+    print("  latency: eager fp32 per call (`zoo bench`); speedup: vs ch_mul 1, measured in the same run on the same "
+          "machine")
+    for i, fingerprint in enumerate(machines):
+        print(f"  {f'[{chr(97 + i)}] ' if len(machines) > 1 else 'measured on '}{fingerprint or 'an unrecorded machine'}")
+    if len(machines) > 1:
+        print("  times from different machines are not comparable with each other; each speedup is (same run, "
+              "same machine)")
     return 0
 
 
