@@ -80,7 +80,7 @@ def test_variants_duplicates_and_unfinished_runs():
     assert any("skipped 1 unfinished run(s)" in n and "live dgl [RUNNING]" in n for n in report["notes"])
     assert any("finished more than once; using the latest (baseline-k1-s0), not old baseline" in n
                for n in cfg["notes"])
-    paired = {p["variant"]: p for p in cfg["paired"]}
+    paired = {p["variant"]: p for p in cfg["paired"] if p["baseline"] == "Baseline"}
     for variant, k, seeds in (("DGL-GAN (λ=0.1)", 1, [0, 1, 2]), ("DGL-GAN (λ=0.1, lazy K=4)", 4, [0, 1])):
         p = paired[variant]
         diffs = [kid[("dgl", k, s)] - kid[("baseline", 1, s)] for s in seeds]
@@ -92,6 +92,12 @@ def test_variants_duplicates_and_unfinished_runs():
     assert paired["DGL-GAN (λ=0.1)"]["ci"][1] < 0
     assert paired["DGL-GAN (λ=0.1)"]["reading"].startswith("DGL-GAN (λ=0.1) lower than Baseline (better)")
     assert paired["DGL-GAN (λ=0.1, lazy K=4)"]["reading"].startswith("inconclusive")
+    # the lazy term is also paired with K = 1 of the same lambda (whether it can become the default), and
+    # nothing else is: the every-step DGL row has no second reference
+    (lazy_vs_dgl,) = [p for p in cfg["paired"] if p["baseline"] != "Baseline"]
+    assert (lazy_vs_dgl["variant"], lazy_vs_dgl["baseline"]) == ("DGL-GAN (λ=0.1, lazy K=4)", "DGL-GAN (λ=0.1)")
+    assert lazy_vs_dgl["differences"] == pytest.approx({"0": 0.01, "1": 0.05}) and lazy_vs_dgl["seeds"] == [0, 1]
+    assert len(cfg["paired"]) == 3
 
 
 def check_tables(report):

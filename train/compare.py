@@ -16,7 +16,8 @@ prints per configuration (family and dataset):
   (``export.stats``), latency and speedup per device / back-end / batch where the registry entry of that
   width has ``zoo bench`` rows, and each quality metric as mean +- std over seeds plus each seed's value;
 * paired differences variant - Baseline (paired by seed) with a 95 % interval (Student t, n - 1 dof),
-  read as "inconclusive" whenever the interval contains 0.
+  read as "inconclusive" whenever the interval contains 0; a lazy DGL variant (K > 1) is also paired with
+  the every-step DGL run of its lambda.
 
 A metric whose runs were evaluated differently (real data sha256, feature network, n, resolution, ...)
 is never put in one column: the column is refused and the message says what differs.  Exit status 1
@@ -788,38 +789,53 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
                                  "values": {str(s): v for s, v in vals.items()}, "refused": m in refused}
         rows.append(row)
 
-    # --- paired differences: every non-baseline student variant vs the Baseline of its width and schedule
+    # --- paired differences: every non-baseline student variant vs the Baseline of its width and schedule,
+    # and a lazy DGL variant (K > 1) also vs the every-step DGL run of the same lambda: the question a
+    # lazy term has to answer is whether it loses anything against K = 1
     paired = []
     base_rows = {(r["ch_mul"], r["preset"], r["T_kimg"], r["S_kimg"]): r for r in rows if r["method"] == "baseline"}
+    every_step = {(r["ch_mul"], r["preset"], r["T_kimg"], r["S_kimg"], r["lambda"]): r for r in rows
+                  if r["method"] == "dgl" and r["dgl_interval"] == 1}
     for row in rows:
         if row["method"] in ("baseline", "teacher"):
             continue
-        base = base_rows.get((row["ch_mul"], row["preset"], row["T_kimg"], row["S_kimg"]))
+        schedule = (row["ch_mul"], row["preset"], row["T_kimg"], row["S_kimg"])
+        base = base_rows.get(schedule)
         if base is None:
             notes.append(f"{row['label']} ch_mul {row['ch_mul']}: no Baseline with the same width and schedule "
                          "to pair with")
-            continue
-        for m in metric_names:
-            if m in refused or m not in row["metrics"] or m not in base["metrics"]:
-                continue
-            a, b = row["metrics"][m]["values"], base["metrics"][m]["values"]
-            seeds = sorted((s for s in a if s in b), key=lambda s: int(s))
-            unpaired = sorted(set(a) ^ set(b), key=lambda s: int(s))
-            if not seeds:
-                continue
-            diffs = {s: a[s] - b[s] for s in seeds}
-            stat = paired_interval(list(diffs.values()))
-            paired.append({"ch_mul": row["ch_mul"], "variant": row["label"], "baseline": base["label"],
-                           "metric": m, "seeds": [int(s) for s in seeds], "unpaired_seeds": [int(s) for s in unpaired],
-                           "differences": diffs, **stat,
-                           "direction": "lower is better" if METRICS[m][2] < 0 else "higher is better",
-                           "reading": reading(m, stat["ci"], stat["n"], row["label"], base["label"])})
+        references = [base] if base is not None else []
+        if row["method"] == "dgl" and row["dgl_interval"] != 1 and (*schedule, row["lambda"]) in every_step:
+            references.append(every_step[(*schedule, row["lambda"])])
+        for ref in references:
+            paired += _paired(row, ref, [m for m in metric_names if m not in refused])
     if paired:
         notes.append(f"paired intervals are per comparison ({len(paired)} of them here), not corrected for "
                      "multiple comparisons; with few seeds they are wide by construction")
     return {"config": config, "family": family, "metrics": metric_names, "refused": refused,
             "provenance": provenance, "latency_groups": [list(g) for g in groups], "rows": rows,
             "paired": paired, "notes": notes, "arch": arch_by_ch}
+
+
+def _paired(row: dict[str, Any], ref: dict[str, Any], metric_names: list[str]) -> list[dict[str, Any]]:
+    """row − ref per metric over the seeds both have, with the t interval and what it supports."""
+    out = []
+    for m in metric_names:
+        if m not in row["metrics"] or m not in ref["metrics"]:
+            continue
+        a, b = row["metrics"][m]["values"], ref["metrics"][m]["values"]
+        seeds = sorted((s for s in a if s in b), key=lambda s: int(s))
+        unpaired = sorted(set(a) ^ set(b), key=lambda s: int(s))
+        if not seeds:
+            continue
+        diffs = {s: a[s] - b[s] for s in seeds}
+        stat = paired_interval(list(diffs.values()))
+        out.append({"ch_mul": row["ch_mul"], "variant": row["label"], "baseline": ref["label"],
+                    "metric": m, "seeds": [int(s) for s in seeds], "unpaired_seeds": [int(s) for s in unpaired],
+                    "differences": diffs, **stat,
+                    "direction": "lower is better" if METRICS[m][2] < 0 else "higher is better",
+                    "reading": reading(m, stat["ci"], stat["n"], row["label"], ref["label"])})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -919,7 +935,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     for cfg in report["configs"]:
         out += ["", f"## {cfg['config']} ({cfg['family'] or '?'})", "", _md_table(*table_columns(cfg))]
         if cfg["paired"]:
-            out += ["", "Paired by seed (variant − Baseline of the same seed, width and schedule):", "",
+            out += ["", "Paired by seed (variant − reference of the same seed, width and schedule):", "",
                     _md_table(*paired_columns(cfg))]
         for msg in cfg["refused"].values():
             out += ["", f"REFUSED {msg}"]

@@ -301,7 +301,7 @@ def render_html(report: dict[str, Any], runs: list[RunRecord]) -> str:
              f"<p>Source: {html.escape(source_text(report['source']))}. Generated "
              f"{html.escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}.</p>",
              "<p class=note>Quality metrics: mean ± std over seeds (sample std, n−1), then each seed's value. "
-             f"Paired differences: variant − Baseline of the same training seed, with a {CONFIDENCE:.0%} interval "
+             f"Paired differences: variant − reference (the Baseline; for a lazy DGL variant also DGL with K = 1) of the same training seed, with a {CONFIDENCE:.0%} interval "
              "(Student t with n−1 degrees of freedom). Where the interval contains 0 the comparison is "
              "<b>inconclusive</b>: it does not show that either is better. KID is shown ×10³; SWD is ×10³ "
              "as computed. Metric columns whose runs were evaluated differently (real data, feature network, "
@@ -315,7 +315,7 @@ def render_html(report: dict[str, Any], runs: list[RunRecord]) -> str:
         parts.append(f"<h2>{html.escape(cfg['config'])} ({html.escape(cfg['family'] or '?')})</h2>")
         parts.append("<h3>Size, speed and quality</h3>" + _table(*table_columns(cfg)))
         if cfg["paired"]:
-            parts.append("<h3>Paired by seed: variant − Baseline</h3>" + _table(*paired_columns(cfg)))
+            parts.append("<h3>Paired by seed: variant − reference</h3>" + _table(*paired_columns(cfg)))
         for msg in cfg["refused"].values():
             parts.append(f"<p class=refused>REFUSED {html.escape(msg)}</p>")
         prov = provenance_text(cfg)
