@@ -138,6 +138,8 @@ def test_bundle_ships_the_teacher_with_D_and_the_best_DGL_seed_per_width(finishe
         assert LICENCE in card and ds.sha256 in card and "EfficientNet-Lite0" in card
         # the weights' own licence: an SPDX id in the front matter the Hub reads, not "other"
         assert "license: apache-2.0" in card.split("---")[1] and "Weights licence: apache-2.0" in card
+        # each training fact is its own list item (the git commit and the MLflow run id once ran together)
+        assert "\n- git commit: " in card and "\n- MLflow run id: " in card
         assert "n (generated images) 64" in card and "kid" in card and "Known limits" in card
         assert ("inherits its teacher's and its data's terms" in card) == (who == "student")
         assert "trained from scratch" in card and "same z gives a different image at each width" in card

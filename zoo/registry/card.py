@@ -151,7 +151,7 @@ def entry_card(metadata: dict[str, Any]) -> str:
               else f"- {training.get('kimg')} kimg",
               f"- hardware: {hw.get('fingerprint') or training.get('device') or 'not recorded'}; "
               f"torch {env.get('torch')}",
-              f"- git commit: {training.get('git_commit') or 'not recorded'}"  # '-dirty' marks a modified tree
+              f"- git commit: {training.get('git_commit') or 'not recorded'}",  # '-dirty' marks a modified tree
               f"- MLflow run id: {bundle.get('mlflow_run_id') or 'not recorded'}",
               f"- study: {bundle.get('study') or '-'}, run `{bundle.get('run') or '-'}`"]
     lines += ["", "## Known limits", "",
