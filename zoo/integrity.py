@@ -360,8 +360,14 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     fsync_dir(path.parent)
 
 
+# Every JSON file the project reads (indexes, manifests, metadata, run records, bench tables) is kilobytes to
+# a few MB; the cap keeps a hostile or corrupted file from becoming an unbounded allocation.
+MAX_JSON_BYTES = 64 << 20
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a clear ZooError when it is missing, not JSON, or not a regular file.
+    """Parse a JSON file; a clear ZooError when it is missing, not JSON, not a regular file, or larger
+    than :data:`MAX_JSON_BYTES`.
 
     Opened ``O_NONBLOCK`` and checked with fstat, so a FIFO or a device (``/dev/zero``) given as a JSON
     file is an error instead of a hang.
@@ -378,7 +384,10 @@ def read_json(path: str | os.PathLike) -> Any:
             raise ZooError(f"{path}: {file_kind(mode)}, not a regular JSON file")
         with os.fdopen(fd, "rb") as fh:
             fd = None
-            return json.loads(fh.read().decode("utf-8"))
+            data = fh.read(MAX_JSON_BYTES + 1)  # read-bounded too: the file may grow after fstat
+            if len(data) > MAX_JSON_BYTES:
+                raise ZooError(f"{path}: larger than {MAX_JSON_BYTES >> 20} MiB, not a JSON file this project wrote")
+            return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ZooError(f"{path} is not valid JSON: {exc}") from None
     finally:

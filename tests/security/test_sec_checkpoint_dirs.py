@@ -313,3 +313,17 @@ def test_fsync_helpers_are_public():
     from zoo.integrity import fsync_dir, fsync_file
 
     assert callable(fsync_dir) and callable(fsync_file)
+
+
+def test_read_json_is_bounded(tmp_path, monkeypatch):
+    """A JSON file larger than the cap is a clear error, not an allocation of its whole size; at the cap it
+    still reads."""
+    from zoo import integrity
+
+    monkeypatch.setattr(integrity, "MAX_JSON_BYTES", 64)
+    ok, big = tmp_path / "ok.json", tmp_path / "big.json"
+    ok.write_text('{"a": "' + "x" * 55 + '"}')  # exactly 64 bytes
+    big.write_text('{"a": "' + "x" * 56 + '"}')
+    assert len(ok.read_bytes()) == 64 and integrity.read_json(ok) == {"a": "x" * 55}
+    with pytest.raises(ZooError, match="big.json: larger than"):
+        integrity.read_json(big)
