@@ -364,3 +364,19 @@ def test_zoo_imports_nothing_from_train():
                  if any(line.lstrip().startswith(("import train", "from train", "import export", "from export"))
                         for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+def test_a_malformed_kept_latency_table_is_a_clear_error(tmp_path):
+    """`zoo sweep bundle`'s latency/*.json files are read from a committed directory: anything but
+    {"config": NAME, "bench": a bench table} is refused with the file's name, never a traceback."""
+    from zoo.errors import ZooError
+    from zoo.train.compare import latency_tables
+
+    assert latency_tables(tmp_path) == []
+    (tmp_path / "latency").mkdir()
+    for i, text in enumerate(['[]', '{"config": "x"}', '{"config": "x", "bench": {"rows": 3}}']):
+        bad = tmp_path / "latency" / f"{i}.json"
+        bad.write_text(text)
+        with pytest.raises(ZooError, match=f"{i}.json: not a latency record"):
+            latency_tables(tmp_path)
+        bad.unlink()

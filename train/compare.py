@@ -560,7 +560,8 @@ def latency_tables(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
     out = []
     for path in sorted((Path(runs_dir) / LATENCY_DIR).glob("*.json")):
         data = read_json(path)
-        bench = data.get("bench") if isinstance(data, dict) else None
+        data = data if isinstance(data, dict) else {}
+        bench = data.get("bench")
         if not (isinstance(data.get("config"), str) and isinstance(bench, dict) and isinstance(bench.get("rows"), list)):
             raise ZooError(f"{path}: not a latency record ({{\"config\": NAME, \"bench\": a zoo bench table}})")
         out.append({"path": str(path), "config": data["config"], "bench": bench})

@@ -178,10 +178,10 @@ def add_compare(parser) -> None:
     _registry_arg(parser)
 
 
-def _eager_row(rows, batch: int, fingerprint: str | None):
-    """The first eager fp32 row at ``batch`` measured on ``fingerprint`` (any machine when None)."""
+def _eager_row(rows, batch: int):
+    """The first eager fp32 row at ``batch`` with a time, on whatever machine measured it."""
     return next((r for r in rows if r.backend == "eager" and r.dtype == "fp32" and r.batch == batch
-                 and r.ms is not None and (fingerprint is None or r.fingerprint == fingerprint)), None)
+                 and r.ms is not None), None)
 
 
 def run_compare(args) -> int:
@@ -197,24 +197,23 @@ def run_compare(args) -> int:
         return 0
     bundled = str(bundled_registry())
     full_params = next((r["params_G"] for r in rows if r["ch_mul"] == "1"), None)
-    entries = []
+    entries = []  # (compare row, metadata, {batch: eager row or None})
     for r in rows:
         meta = info(args.name, r["ch_mul"], r["version"], registry=r["registry"])["metadata"]
-        entries.append((r, meta, parse_rows(meta.get("latency"))))
+        latency = parse_rows(meta.get("latency"))
+        entries.append((r, meta, {batch: _eager_row(latency, batch) for batch in (1, 8)}))
     machines: list[str] = []  # fingerprints in order of appearance: the tags
-    for _, _, latency in entries:
-        for batch in (1, 8):
-            row = _eager_row(latency, batch, None)
+    for _, _, picked in entries:
+        for row in picked.values():
             if row is not None and row.fingerprint not in machines:
                 machines.append(row.fingerprint)
     table = []
-    for r, meta, latency in entries:
+    for r, meta, picked in entries:
         kid, basis = quality(meta)
         role = "DGL-GAN student" if r["method"] == "dgl" else (meta.get("bundle") or {}).get("role") \
             or r["method"] or "-"
         cells = []
-        for batch in (1, 8):
-            row = _eager_row(latency, batch, None)
+        for row in picked.values():
             tag = f" [{chr(97 + machines.index(row.fingerprint))}]" if row is not None and len(machines) > 1 else ""
             cells += ["-" if row is None else f"{row.ms:.3g}{tag}",
                       "-" if row is None or row.speedup is None else f"{row.speedup:.2f}x"]
