@@ -10,7 +10,7 @@ from zoo.train.data import build_dataset
 from zoo.train.data.dataset import ImageDataset
 from zoo.train.metrics import MetricSettings, evaluate, make_evaluator
 from zoo.train.metrics.classifier import ClassifierSettings
-from zoo.train.metrics.stats import fd, kid, precision_recall
+from zoo.train.metrics.stats import fd, kid, precision_recall, separation
 from zoo.train.metrics.swd import laplacian_pyramid, pyr_up, swd
 from zoo.cli import main
 from zoo.errors import ZooError
@@ -77,6 +77,16 @@ def test_kid_fd_pr_on_gaussians():
     assert p == r == 0.0
     p, r = precision_recall(a, a[:, :] * 0.2)  # fakes collapsed to the centre: precise, low recall
     assert p > 0.9 and r < 0.3
+
+
+def test_separation_is_the_auc_of_a_critic():
+    real, fake = torch.tensor([3.0, 2.0, 1.0]), torch.tensor([0.0, -1.0])
+    assert separation(real, fake) == 1.0 and separation(fake, real) == 0.0
+    assert separation(real, real) == pytest.approx(0.5)  # ties count half
+    assert separation(real * 100 - 7, fake * 100 - 7) == 1.0  # scale and offset carry no information
+    assert separation([1.0, 3.0], [2.0]) == 0.5
+    with pytest.raises(ValueError):
+        separation([], [1.0])
 
 
 def test_laplacian_pyramid_reconstructs():

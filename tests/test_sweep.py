@@ -49,6 +49,14 @@ def test_a_sweep_expands_into_paired_runs(tmp_path):
     assert all(f"sqlite:///{tmp_path / 'root' / 'mlruns.db'}" in r.argv and "tiny-study" in r.argv for r in runs.values())
 
 
+def test_free_workers_take_the_runs_others_fork_from_first(tmp_path):
+    from zoo.train.sweep import load_sweep, start_order
+
+    sweep = load_sweep(_sweep_file(tmp_path))
+    assert [r.name for r in start_order(sweep.runs)] == [
+        "teacher", "1_2/dgl-s0", "1_2/dgl-s1", "1_2/baseline-s0", "1_2/dgl-lazy4-s0", "1_2/baseline-s1"]
+
+
 def test_bad_sweep_files_are_clear_errors(tmp_path):
     from zoo.train.sweep import load_sweep
     from zoo.errors import ZooError

@@ -197,11 +197,30 @@ def test_loss_terms_and_scores_are_logged_under_their_names(tmp_path, teachers, 
     run_tiny(tmp_path / "run", name=name, teacher=teachers[name], T=0.008, S=0.024)
     records = ticks(tmp_path / "run")
     common = {"loss/G_adv", "loss/D_adv", "score/h_real", "score/h_fake", "score/hbar_real", "score/hbar_fake",
-              "progress/kimg", "progress/stage", "progress/lambda", "speed/img_per_s", "speed/sec_per_kimg"}
+              "score/h_auc", "score/hbar_auc", "progress/kimg", "progress/stage", "progress/lambda",
+              "speed/img_per_s", "speed/sec_per_kimg"}
     assert common <= set(records[0]) and "loss/G_dgl" in records[-1]
+    assert all(0 <= r[k] <= 1 for r in records for k in ("score/h_auc", "score/hbar_auc"))
     regularisers = {"loss/G_pl", "loss/D_r1"}
     assert (regularisers <= set(records[0])) == (name == SG2)  # both run at step 0 (lazy: every 4 / 16 steps)
     assert all(torch.isfinite(torch.tensor(v)) for r in records for k, v in r.items() if k.startswith("loss/"))
+
+
+@pytest.mark.parametrize("threshold, warned", [(1.01, True), (0.0, False)])
+def test_a_dgl_run_warns_at_T_when_the_teacher_critic_cannot_tell_real_from_fake(tmp_path, teachers, capsys,
+                                                                                   monkeypatch, threshold, warned):
+    """At the stage switch the run compares D_bar's separation of the monitor batch (real vs the student's
+    G(z)) with WEAK_CRITIC_AUC: below it, a warning line and a 'weak_critic' event (the BigGAN v1 case)."""
+    import zoo.train.loop as loop
+
+    monkeypatch.setattr(loop, "WEAK_CRITIC_AUC", threshold)
+    run_tiny(tmp_path / "run", name=SG2, teacher=teachers[SG2], T=0.008, S=0.008)
+    from zoo.train.tracking import read_log
+
+    events = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["event"] == "weak_critic"]
+    assert (len(events) == 1) == warned and ("D_bar separates" in capsys.readouterr().err) == warned
+    if warned:
+        assert 0 <= events[0]["hbar_auc"] <= 1 and events[0]["nimg"] == 8
 
 
 def test_open_ended_stage2_stops_at_divergence_and_keeps_the_best_snapshot(tmp_path, teachers):

@@ -289,3 +289,20 @@ def test_one_process_per_run_directory(tmp_path):
     held.close()
     assert not is_locked(tmp_path / "run")
     run_tiny(tmp_path / "run", SG2, method="baseline", T=0.008, S=0)  # the stale .lock file blocks nothing
+
+
+def test_d_steps_gives_D_several_steps_per_G_step(tmp_path):
+    """BigGAN-PyTorch num_D_steps (its 32-px launchers and the authors' CIFAR compression script use 4): every
+    step is one D update on a new real batch; G's Adam steps (and G_ema) only on every d_steps-th step."""
+    from safetensors.torch import load_file
+
+    def adam_steps(out, key):
+        tensors = load_file(str(out / "state" / f"opt_{key}.safetensors"))
+        return {int(v) for k, v in tensors.items() if k.endswith(".step")}
+
+    run_tiny(tmp_path / "k3", name=BIGGAN, method="teacher", ch_mul="1", T=0.048, S=0, d_steps=3)  # 6 steps
+    assert adam_steps(tmp_path / "k3", "D") == {6} and adam_steps(tmp_path / "k3", "G") == {2}
+    run_tiny(tmp_path / "k1", name=BIGGAN, method="teacher", ch_mul="1", T=0.048, S=0)
+    assert adam_steps(tmp_path / "k1", "D") == {6} and adam_steps(tmp_path / "k1", "G") == {6}
+    with pytest.raises(Exception, match="d_steps"):
+        run_tiny(tmp_path / "k0", name=BIGGAN, method="teacher", ch_mul="1", T=0.048, S=0, d_steps=0)

@@ -70,6 +70,9 @@ class TrainConfig:
                                  as in the authors' code, where stage II is a new run from the stage-I
                                  weights (BigGAN-PyTorch resume with load_optim=False; TF StyleGAN2
                                  pickles hold no optimiser state); 'continue': Algorithm 1 read as one loop.
+      d_steps:                   D steps per G step (BigGAN-PyTorch num_D_steps): every step shows D one real
+                                 batch; G, its regulariser and G_ema update on every d_steps-th step only.
+                                 kimg counts real images shown to D, as always.
       batch:                     global minibatch (real images per step, over all processes).
       batch_gpu:                 micro-batch per process and accumulation round (None = batch // world
                                  size); batch = batch_gpu x world size x rounds.
@@ -106,6 +109,7 @@ class TrainConfig:
     lam: float = 0.1
     dgl_interval: int = 1
     stage2_optimizer: str = "restart"
+    d_steps: int = 1
     batch: int = 32
     batch_gpu: Optional[int] = None
     # optimisers
@@ -171,8 +175,8 @@ class TrainConfig:
             bad(f"batch ({self.batch}) must be a positive multiple of batch_gpu ({self.batch_gpu})")
         if min(self.g_lr, self.d_lr, self.eps) <= 0 or not all(0 <= b < 1 for b in self.betas):
             bad("learning rates and eps must be > 0 and betas in [0, 1)")
-        if min(self.r1_interval, self.pl_interval, self.pl_batch_shrink, self.dgl_interval) < 1:
-            bad("dgl_interval, regulariser intervals and pl_batch_shrink must be >= 1")
+        if min(self.r1_interval, self.pl_interval, self.pl_batch_shrink, self.dgl_interval, self.d_steps) < 1:
+            bad("d_steps, dgl_interval, regulariser intervals and pl_batch_shrink must be >= 1")
         if not 0 <= self.style_mixing <= 1:
             bad(f"style_mixing must be a probability, got {self.style_mixing}")
         if (self.ema_kimg is None) == (self.ema_decay is None):

@@ -287,9 +287,9 @@ class PhaseLosses:
     def phases(self, nets: Networks) -> list[Phase]:
         """The phases in the order they run: G's then D's, or D's first (``family.d_first``)."""
         cfg = self.cfg
-        phases = [Phase("G", nets.G, nets.opt_G, 1, self.g_main, True)]
+        phases = [Phase("G", nets.G, nets.opt_G, cfg.d_steps, self.g_main, True)]
         if cfg.pl_weight > 0:
-            phases.append(Phase("G_reg", nets.G, nets.opt_G, cfg.pl_interval, self.g_reg, False))
+            phases.append(Phase("G_reg", nets.G, nets.opt_G, cfg.pl_interval * cfg.d_steps, self.g_reg, False))
         phases.append(Phase("D", nets.D, nets.opt_D, 1, self.d_main, True))
         if cfg.r1_gamma > 0:
             phases.append(Phase("D_reg", nets.D, nets.opt_D, cfg.r1_interval, self.d_reg, False))
@@ -308,10 +308,11 @@ class PhaseLosses:
         fake = generate(self.G, z, c, self.cfg.style_mixing)
         loss = self.loss.g_adv(self.D(fake, c))
         self.stats.add("loss/G_adv", loss)
-        if self.schedule.teacher_runs(at.step, at.stage):
+        g_step = at.step // self.cfg.d_steps  # the lazy teacher term counts G steps
+        if self.schedule.teacher_runs(g_step, at.stage):
             dgl = self.loss.dgl_term(self.D_bar, fake, c)  # Adv(G, D_bar) on the same G(z) as Adv(G, D)
             self.stats.add("loss/G_dgl", dgl)
-            loss = loss + self.schedule.teacher_weight(at.step, at.stage) * dgl
+            loss = loss + self.schedule.teacher_weight(g_step, at.stage) * dgl
         return loss
 
     def g_reg(self, mb: MicroBatch, at: StepAt) -> torch.Tensor:
@@ -487,17 +488,23 @@ class Monitor:
         self.z = seeded_latents(G, list(range(10_000, 10_000 + cfg.monitor_batch)), device)
 
     def scores(self, nets: Networks) -> dict[str, float]:
-        """h(x), h(G(z)) of the student D and h_bar of the teacher D_bar on the fixed batch."""
+        """h(x), h(G(z)) of the student D and h_bar of the teacher D_bar on the fixed batch, and how well
+        each separates the real batch from G's (``separation``: 0.5 = not at all, so no signal for G)."""
+        from zoo.train.metrics.stats import separation
+
         G, D, D_bar = nets.G, nets.D, nets.D_bar
         G.eval(), D.eval()
+        scores = {}
         with torch.no_grad():
             fake = G(self.z, self.c)
-            scores = {"score/h_real": D(self.real, self.c).mean(), "score/h_fake": D(fake, self.c).mean()}
-            if D_bar is not None:
-                scores["score/hbar_real"] = D_bar(self.real, self.c).mean()
-                scores["score/hbar_fake"] = D_bar(fake, self.c).mean()
+            for name, critic in (("h", D), ("hbar", D_bar)):
+                if critic is not None:
+                    real_logits, fake_logits = critic(self.real, self.c).flatten(), critic(fake, self.c).flatten()
+                    scores[f"score/{name}_real"] = float(real_logits.mean())
+                    scores[f"score/{name}_fake"] = float(fake_logits.mean())
+                    scores[f"score/{name}_auc"] = separation(real_logits, fake_logits)
         G.train(), D.train()
-        return {k: float(v) for k, v in scores.items()}
+        return scores
 
     def grid(self, G_ema) -> torch.Tensor:
         from zoo.images import make_grid
@@ -614,6 +621,19 @@ def enter_stage2(records: Records, nets: Networks, counters: Counters, schedule:
     lazy = f" every {schedule.interval} G steps" if schedule.interval > 1 else ""
     records.say(f"stage II from {nimg / 1000:g} kimg: G loss += {schedule.lam * schedule.interval:g} * Adv(G, D_bar)"
                 f"{lazy}" if method == "dgl" else f"stage II from {nimg / 1000:g} kimg (lambda = 0: {method})")
+
+
+# Below this separation of the monitor batch (real vs the student's G(z) at T), D_bar hardly tells real from fake,
+# so Adv(G, D_bar) has little to teach: the shipped BigGAN teacher v1 measured 0.54 (docs/results.md).
+WEAK_CRITIC_AUC = 0.6
+
+
+def warn_if_weak_critic(records: Records, metrics: dict[str, float], nimg: int) -> None:
+    auc = metrics.get("score/hbar_auc")
+    if auc is not None and auc < WEAK_CRITIC_AUC:
+        records.tracker.log_event("weak_critic", nimg=nimg, hbar_auc=auc)
+        records.say(f"warning: the teacher's D_bar separates the monitor batch's real images from this student's "
+                    f"only at AUC {auc:.2f} (0.5 = chance): Adv(G, D_bar) carries little signal")
 
 
 def watch_divergence(counters: Counters, cfg: TrainConfig, metrics: dict[str, float], nonfinite: list[str]) -> bool:
@@ -734,7 +754,8 @@ def train(run: TrainRun) -> dict[str, Any]:
                 phase.opt.step()
         if losses.pl_targets:
             counters.pl_mean = losses.next_pl_mean(dist, n_micro)
-        update_ema(G_ema, G, ema_beta(cfg, nimg), family.ema_averages_buffers)
+        if step % cfg.d_steps == 0:  # G moved (BigGAN-PyTorch averages once per G step)
+            update_ema(G_ema, G, ema_beta(cfg, nimg), family.ema_averages_buffers)
         counters.nimg, counters.step = nimg + cfg.batch, step + 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -787,6 +808,8 @@ def train(run: TrainRun) -> dict[str, Any]:
                                 if k.startswith(("loss/G", "loss/D", "score/h", "metric/"))))
         if counters.stage == 1 and schedule.stage(nimg) == 2:  # at T: before the snapshot, which is then stage II
             enter_stage2(records, nets, counters, schedule, run.method)
+            if run.method == "dgl":
+                warn_if_weak_critic(records, metrics, nimg)
         stop_early = run.stop_kimg is not None and nimg >= run.stop_kimg * 1000 and not done
         if dist.is_main and (tick % cfg.snapshot_ticks == 0 or done or stop_early):
             records.snapshot(counters)

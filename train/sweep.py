@@ -290,11 +290,20 @@ def archive(sweep: Sweep, say=print) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ executors
 
+def start_order(runs: list[Run]) -> list[Run]:
+    """The order in which free workers take ready runs: every run that others fork from or wait for (the
+    teacher, each DGL run) before the runs that depend on it, otherwise as listed.  The runs with dependents
+    are also the long ones (a DGL run's stage II evaluates the full-width D_bar), so starting a Baseline
+    while a DGL run is still ready idles a worker at the end of the width (seen in session 4)."""
+    upstream = {dep for run in runs for dep in run.after}
+    return sorted(runs, key=lambda run: run.name not in upstream)
+
+
 def run_local(sweep: Sweep, workers: int, poll_s: float = 5.0, say=print) -> dict[str, int]:
     """Run the sweep with up to ``workers`` concurrent ``zoo train`` processes on this machine."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    pending, failed, results = {r.name: r for r in sweep.runs}, set(), {}
+    pending, failed, results = {r.name: r for r in start_order(sweep.runs)}, set(), {}
     by_name = sweep.by_name()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         running: dict[Any, str] = {}

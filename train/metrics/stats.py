@@ -1,4 +1,5 @@
-"""Distances between two sets of feature vectors: KID, Fréchet distance, precision/recall.
+"""Distances between two sets of feature vectors: KID, Fréchet distance, precision/recall; and how well a
+critic's scores separate two sets (``separation``).
 
 All functions take float arrays [N, D] (numpy or torch) and are deterministic given ``seed``.
 """
@@ -100,3 +101,15 @@ def precision_recall(real, fake, k: int = 3, chunk: int = 1024) -> tuple[float, 
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
     r_real, r_fake = _kth_radii(x, k, chunk), _kth_radii(y, k, chunk)
     return _coverage(y, x, r_real, chunk), _coverage(x, y, r_fake, chunk)
+
+
+def separation(real_scores, fake_scores) -> float:
+    """P(score(real) > score(fake)) over every (real, fake) pair, ties counted half: the ROC AUC of a
+    discriminator used as a real-vs-fake classifier.  1 = every real image outscores every fake, 0.5 = the
+    scores carry no information about which is which (whatever their scale or offset), which is what a
+    logged mean h(x) - h(G(z)) cannot tell."""
+    real, fake = _np64(real_scores).ravel(), _np64(fake_scores).ravel()
+    if not len(real) or not len(fake):
+        raise ValueError("separation needs at least one real and one fake score")
+    diff = real[:, None] - fake[None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
