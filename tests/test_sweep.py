@@ -122,10 +122,13 @@ def test_plan_and_status_have_no_side_effects(tmp_path, capsys):
     out.mkdir(parents=True)
     (out / "log.jsonl").write_text("{}\n")
     assert main(["sweep", "plan", str(path)]) == 0
+    assert "teacher" in capsys.readouterr().out
     assert main(["sweep", "status", str(path)]) == 0
     assert (out / "log.jsonl").exists()
     text = capsys.readouterr().out
     assert "teacher" in text and "0/6 done" in text
+    # each row shows the run's process CPU hours and its training wall hours apart (they differ on a busy machine)
+    assert all("cpu" in line and "wall" in line for line in text.splitlines() if line.startswith("1_2/"))
 
 
 @pytest.mark.slow

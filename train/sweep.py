@@ -428,8 +428,9 @@ def run(args) -> int:
         rows, cpu_hours = status_table(sweep)
         for row in rows:
             status = "archived" if row.get("archived") else row["status"]
-            print(f"{row['run']:<24} {status:<8} {row['kimg'] or 0:>8.1f} kimg "
-                  f"{(row['train_seconds'] or 0) / 3600:>6.2f} h")
+            cpu = f"{row['cpu_seconds'] / 3600:.2f}" if row.get("cpu_seconds") is not None else "-"
+            print(f"{row['run']:<24} {status:<8} {row['kimg'] or 0:>8.1f} kimg  cpu {cpu:>5} h  "
+                  f"wall {(row['train_seconds'] or 0) / 3600:.2f} h")
         print(f"{sum(r['status'] == 'done' for r in rows)}/{len(rows)} done; {cpu_hours:.2f} CPU-hours of training "
               "so far (process CPU time; wall time x threads for runs that did not record it)")
         return 0
