@@ -105,6 +105,10 @@ def test_ema_beta_per_family():
     big = get_train_config("biggan-imagenet", "paper", "1/2")
     start = 20_000 * 2048
     assert ema_beta(big, start - 2048) == 0.0 and ema_beta(big, start) == 0.9999
+    # G_ema updates once per G step: with d_steps D steps per G step the half-life stays ema_kimg of images,
+    # while BigGAN's decay stays per G step (BigGAN-PyTorch)
+    assert ema_beta(sg2.replace(d_steps=4), 0) == pytest.approx(0.5 ** (4 * 32 / 10_000))
+    assert ema_beta(big.replace(d_steps=4), start) == 0.9999
 
 
 @pytest.mark.parametrize("name", [SG2, BIGGAN])

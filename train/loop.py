@@ -169,13 +169,14 @@ def build_networks(run: TrainRun, device: torch.device, fp16: bool) -> Networks:
 
 
 def ema_beta(cfg: TrainConfig, nimg: int) -> float:
-    """How much of G_ema to keep this step (StyleGAN2 half-life rule or BigGAN fixed decay)."""
+    """How much of G_ema to keep at one G_ema update, made every ``d_steps`` steps (StyleGAN2 half-life rule,
+    a half-life in images whatever d_steps is, or BigGAN's fixed decay per G step)."""
     if cfg.ema_decay is not None:
         return cfg.ema_decay if nimg >= cfg.ema_start_kimg * 1000 else 0.0
     ema_nimg = cfg.ema_kimg * 1000
     if cfg.ema_rampup is not None:
         ema_nimg = min(ema_nimg, nimg * cfg.ema_rampup)
-    return 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+    return 0.5 ** (cfg.batch * cfg.d_steps / max(ema_nimg, 1e-8))
 
 
 @torch.no_grad()
