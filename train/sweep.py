@@ -294,7 +294,7 @@ def start_order(runs: list[Run]) -> list[Run]:
     """The order in which free workers take ready runs: every run that others fork from or wait for (the
     teacher, each DGL run) before the runs that depend on it, otherwise as listed.  The runs with dependents
     are also the long ones (a DGL run's stage II evaluates the full-width D_bar), so starting a Baseline
-    while a DGL run is still ready idles a worker at the end of the width (seen in session 4)."""
+    while a DGL run is still ready leaves a worker idle at the end of the width."""
     upstream = {dep for run in runs for dep in run.after}
     return sorted(runs, key=lambda run: run.name not in upstream)
 
