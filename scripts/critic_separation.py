@@ -30,6 +30,7 @@ def main(argv=None) -> int:
 
     import zoo
     from zoo.errors import ZooError
+    from zoo.images import class_inputs
     from zoo.train.data.dataset import load_dataset
     from zoo.train.metrics.stats import separation
 
@@ -38,20 +39,21 @@ def main(argv=None) -> int:
         if entry.D is None:
             raise ZooError(f"{args.name}: the entry ships no discriminator")
         data = load_dataset(args.data)
-    except ZooError as exc:
+        G, D = entry.G_ema.eval(), entry.D.eval()
+        generator = torch.Generator().manual_seed(args.seed)
+        index = torch.randperm(len(data), generator=generator)[:args.n].numpy()
+        real = torch.from_numpy(np.ascontiguousarray(data.images[index])).float() / 127.5 - 1
+        if G.c_dim and data.labels is None:
+            raise ZooError(f"{args.data}: {args.name} is class-conditional, the dataset has no labels")
+        # the family's own conditioning (indices for BigGAN, one-hot for StyleGAN2), range-checked
+        c = class_inputs(G, data.labels[index].tolist()) if G.c_dim else None
+        z = torch.randn(len(index), G.z_dim, generator=generator)
+        with torch.no_grad():
+            fake = G(z, c)
+            real_logits, fake_logits = D(real, c).flatten(), D(fake, c).flatten()
+    except (ZooError, ValueError) as exc:  # ValueError: a dataset of another shape or class count
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    G, D = entry.G_ema.eval(), entry.D.eval()
-    generator = torch.Generator().manual_seed(args.seed)
-    index = torch.randperm(len(data), generator=generator)[:args.n].numpy()
-    real = torch.from_numpy(np.ascontiguousarray(data.images[index])).float() / 127.5 - 1
-    c = None
-    if G.c_dim:
-        c = torch.nn.functional.one_hot(torch.from_numpy(data.labels[index]).long(), G.c_dim).float()
-    z = torch.randn(len(index), G.z_dim, generator=generator)
-    with torch.no_grad():
-        fake = G(z, c)
-        real_logits, fake_logits = D(real, c).flatten(), D(fake, c).flatten()
     print(json.dumps({"entry": args.name, "ch_mul": args.ch_mul, "n": len(index), "seed": args.seed,
                       "D_real_mean": round(float(real_logits.mean()), 4),
                       "D_fake_mean": round(float(fake_logits.mean()), 4),

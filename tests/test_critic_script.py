@@ -45,3 +45,7 @@ def test_no_discriminator_or_bad_n_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "no discriminator" in out.stderr and "Traceback" not in out.stderr
     out = _run(ckpt, "--data", _dataset(tmp_path, SG2), "--n", 0)
     assert out.returncode == 2 and "--n" in out.stderr and "Traceback" not in out.stderr
+    # a conditional entry against a dataset without labels, and against one of another image shape
+    biggan = save_tiny_checkpoint(tmp_path / "biggan", BIGGAN)
+    out = _run(biggan, "--data", _dataset(tmp_path, SG2))
+    assert out.returncode == 2 and out.stderr.startswith("error:") and "Traceback" not in out.stderr
