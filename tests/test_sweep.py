@@ -57,6 +57,43 @@ def test_free_workers_take_the_runs_others_fork_from_first(tmp_path):
         "teacher", "1_2/dgl-s0", "1_2/dgl-s1", "1_2/baseline-s0", "1_2/dgl-lazy4-s0", "1_2/baseline-s1"]
 
 
+def test_the_teacher_takes_every_core_and_the_students_share_them(tmp_path, monkeypatch):
+    """"teacher": {"threads": 2} on 2 cores: the teacher runs alone, then two 1-thread students at once, and
+    the running threads never exceed the cores."""
+    import threading
+    import time
+
+    import zoo.train.sweep as sweep_mod
+
+    sweep = sweep_mod.load_sweep(_sweep_file(tmp_path, teacher={"stage1_kimg": 0.016, "threads": 2}, variants=[]))
+    runs = sweep.by_name()
+    assert runs["teacher"].threads == 2 and runs["1_2/dgl-s0"].threads == 1
+    lock, running, peaks = threading.Lock(), {}, []
+
+    def fake_execute(run, log_dir):  # leaves the files a finished run leaves, so dependants become ready
+        with lock:
+            running[run.name] = run.threads
+            peaks.append(dict(running))
+        time.sleep(0.3)
+        out = Path(run.out)
+        for rel in ("final/config.json", "summary.json", "state_stage1/counters.json"):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text("{}")
+        with lock:
+            del running[run.name]
+        return 0
+
+    monkeypatch.setattr(sweep_mod, "execute", fake_execute)
+    assert sweep_mod.run_local(sweep, workers=2, cores=2, poll_s=0.05, say=lambda *_: None) == {
+        name: 0 for name in runs}
+    assert all(sum(p.values()) <= 2 for p in peaks)
+    assert {"teacher": 2} in peaks and any(len(p) == 2 for p in peaks)  # alone, and students two at a time
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(sweep_mod.ZooError, match="threads"):
+        sweep_mod.load_sweep(_sweep_file(bad, teacher={"stage1_kimg": 1, "threads": 0}))
+
+
 def test_bad_sweep_files_are_clear_errors(tmp_path):
     from zoo.train.sweep import load_sweep
     from zoo.errors import ZooError

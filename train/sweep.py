@@ -115,6 +115,11 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     except (KeyError, TypeError, ValueError) as exc:
         raise ZooError(f"sweep file {path}: missing or bad field {exc}") from None
     threads = int(sweep_json.get("threads", 1))
+    # the teacher runs alone (every student waits for it unless D-bar is a shipped entry), so it may take
+    # every core: "teacher": {"threads": 2}
+    teacher_threads = int(teacher.get("threads", threads))
+    if min(threads, teacher_threads) < 1:
+        raise ZooError(f"sweep file {path}: threads must be >= 1")
     results = None
     if sweep_json.get("results") is not None:
         from zoo.integrity import check_relpath
@@ -143,7 +148,7 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     teacher_out = runs_dir / TEACHER
     runs = [Run(TEACHER, str(teacher_out), tuple(common + [
         "--ch-mul", "1", "--stage1-kimg", f"{float(teacher['stage1_kimg']):g}", "--stage2-kimg", "0",
-        "--seed", str(int(teacher.get("seed", 0))), "--out", str(teacher_out)]), threads=threads,
+        "--seed", str(int(teacher.get("seed", 0))), "--out", str(teacher_out)]), threads=teacher_threads,
         record=record(TEACHER))]
     schedule = ["--stage1-kimg", f"{float(students['stage1_kimg']):g}",
                 "--stage2-kimg", f"{float(students['stage2_kimg']):g}"]
@@ -299,9 +304,12 @@ def start_order(runs: list[Run]) -> list[Run]:
     return sorted(runs, key=lambda run: run.name not in upstream)
 
 
-def run_local(sweep: Sweep, workers: int, poll_s: float = 5.0, say=print) -> dict[str, int]:
-    """Run the sweep with up to ``workers`` concurrent ``zoo train`` processes on this machine."""
+def run_local(sweep: Sweep, workers: int, poll_s: float = 5.0, say=print, cores: Optional[int] = None) -> dict[str, int]:
+    """Run the sweep with up to ``workers`` concurrent ``zoo train`` processes on this machine, whose
+    threads together fit ``cores`` (default: this machine's; a run wider than that still runs, alone)."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    cores = cores or os.cpu_count() or 1
 
     pending, failed, results = {r.name: r for r in start_order(sweep.runs)}, set(), {}
     by_name = sweep.by_name()
@@ -311,6 +319,8 @@ def run_local(sweep: Sweep, workers: int, poll_s: float = 5.0, say=print) -> dic
             for name, run in list(pending.items()):
                 if len(running) >= workers:
                     break
+                if running and sum(by_name[n].threads for n in running.values()) + run.threads > cores:
+                    continue  # a narrower run further down may fit
                 if any(dep in failed for dep in run.after):
                     failed.add(name)
                     results[name] = -1
@@ -440,7 +450,7 @@ def run(args) -> int:
     if args.ray is not None:
         results = run_ray(sweep, args.ray or None)
     else:
-        threads = max(r.threads for r in sweep.runs)
+        threads = min(r.threads for r in sweep.runs)  # run_local keeps the running threads within the cores
         results = run_local(sweep, args.workers or max(1, (os.cpu_count() or 1) // threads))
     bad = {k: v for k, v in results.items() if v != 0}
     if bad:

@@ -77,8 +77,14 @@ PRESETS = {
     "biggan-fashion-mnist": {
         "demo": dict(_SMALL, batch=32, stage1_kimg=3.0, stage2_kimg=1.5, teacher_kimg=3.0, ema_start_kimg=0.5,
                      tick_kimg=0.5, snapshot_ticks=2, image_ticks=1, metric_ticks=0, metrics=("kid",)),
-        "study": dict(_SMALL, batch=32, stage1_kimg=60.0, stage2_kimg=30.0, teacher_kimg=60.0, ema_start_kimg=5.0,
-                      tick_kimg=2.0, snapshot_ticks=5, image_ticks=2, metric_ticks=10, metrics=("kid",)),
+        # v2 (docs/results.md, "BigGAN teacher v2"): with one D step per G step (v1) the full-width D stopped
+        # discriminating by 8 kimg (hinge loss 2.0, separation of its own G_ema 0.55) and G collapsed to one
+        # image per class; four D steps (BigGAN-PyTorch's 32-px launchers, num_D_steps 4) keep it
+        # discriminating.  G_ema's decay is per G step (the reference rule), so at d_steps 4 it is set for the
+        # run's few G steps: 0.99 is a half-life of 69 G steps = 8.9 kimg here (StyleGAN2's study: 10 kimg).
+        "study": dict(_SMALL, batch=32, d_steps=4, ema_decay=0.99, stage1_kimg=30.0, stage2_kimg=30.0,
+                      teacher_kimg=140.0, ema_start_kimg=5.0, tick_kimg=2.0, snapshot_ticks=5, image_ticks=2,
+                      metric_ticks=10, metrics=("kid",)),
     },
 }
 
