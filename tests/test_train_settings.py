@@ -111,6 +111,32 @@ def test_ema_beta_per_family():
     assert ema_beta(big.replace(d_steps=4), start) == 0.9999
 
 
+def test_ema_half_life_in_images_and_the_slow_ema_warning(tmp_path, capsys):
+    """G_ema's half-life in kimg: StyleGAN2's ema_kimg (shortened by the ramp-up), BigGAN's per-G-step decay
+    times batch x d_steps images.  A run shorter than twice it warns once at its start ('slow_ema' event)."""
+    import math
+
+    from zoo.train.config import get_train_config
+    from zoo.train.loop import ema_half_life_kimg
+    from zoo.train.tracking import read_log
+
+    sg2 = get_train_config("stylegan2-emoji", "study", "1/2")  # 5 kimg, 5 % ramp-up
+    assert ema_half_life_kimg(sg2, 1000) == 5.0 and ema_half_life_kimg(sg2, 40) == pytest.approx(2.0)
+    big = get_train_config("biggan-fashion-mnist", "study", "1")
+    assert big.d_steps == 4 and big.ema_decay == 0.99
+    g_steps = math.log(0.5) / math.log(0.99)
+    assert ema_half_life_kimg(big, 140) == pytest.approx(g_steps * 32 * 4 / 1000)  # 8.9 kimg
+    assert ema_half_life_kimg(big.replace(ema_decay=0.999, d_steps=1), 60) == pytest.approx(
+        math.log(0.5) / math.log(0.999) * 32 / 1000)
+    for decay, warned in ((0.999, True), (0.5, False)):
+        out = tmp_path / f"run-{decay}"
+        run_tiny(out, BIGGAN, method="baseline", ch_mul="1", T=0.032, S=0, ema_decay=decay, ema_start_kimg=0.0)
+        events = [r for r in read_log(out / "log.jsonl") if r["event"] == "slow_ema"]
+        assert (len(events) == 1) == warned and ("G_ema's half-life" in capsys.readouterr().err) == warned
+        if warned:
+            assert events[0]["run_kimg"] == pytest.approx(0.032) and events[0]["half_life_kimg"] > 0.016
+
+
 @pytest.mark.parametrize("name", [SG2, BIGGAN])
 def test_ema_buffers_follow_each_familys_reference(name):
     """NVlabs averages parameters and copies buffers; BigGAN-PyTorch's utils.ema averages every state

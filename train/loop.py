@@ -637,6 +637,31 @@ def warn_if_weak_critic(records: Records, metrics: dict[str, float], nimg: int) 
                     f"only at AUC {auc:.2f} (0.5 = chance): Adv(G, D_bar) carries little signal")
 
 
+# G_ema lags G by about its half-life.  Past this fraction of the run, the final G_ema is mostly early G: the
+# BigGAN diagnostics at d_steps 4 (decay 0.999 per G step: an 89-kimg half-life in a 40-kimg run) read
+# G_ema's blobs as a slow G, while G itself drew garments (docs/results.md).
+SLOW_EMA_FRACTION = 0.5
+
+
+def ema_half_life_kimg(cfg: TrainConfig, run_kimg: float) -> float:
+    """G_ema's half-life in kimg of images at the end of a ``run_kimg`` run (ema_beta's rules)."""
+    if cfg.ema_decay is None:
+        return cfg.ema_kimg if cfg.ema_rampup is None else min(cfg.ema_kimg, run_kimg * cfg.ema_rampup)
+    if cfg.ema_decay == 0:
+        return 0.0
+    g_steps = math.log(0.5) / math.log(cfg.ema_decay)
+    return g_steps * cfg.batch * cfg.d_steps / 1000
+
+
+def warn_if_slow_ema(records: Records, cfg: TrainConfig, total_nimg: int) -> None:
+    length = total_nimg / 1000
+    half_life = ema_half_life_kimg(cfg, length)
+    if length > 0 and half_life > SLOW_EMA_FRACTION * length:
+        records.tracker.log_event("slow_ema", nimg=0, half_life_kimg=half_life, run_kimg=length)
+        records.say(f"warning: G_ema's half-life is {half_life:.3g} kimg in a {length:g}-kimg run, so its samples "
+                    f"lag G's (ema_decay is per G step, i.e. per batch x d_steps images): lower ema_decay/ema_kimg")
+
+
 def watch_divergence(counters: Counters, cfg: TrainConfig, metrics: dict[str, float], nonfinite: list[str]) -> bool:
     """Open-ended stage II (DivergenceRule): track the best metric, record a divergence in ``counters``.
     True when this tick set a new best (the caller keeps it as best/)."""
@@ -721,6 +746,8 @@ def train(run: TrainRun) -> dict[str, Any]:
                 f"process(es)), {device}, out {out}"
                 + (f", stage I ({counters.nimg / 1000:g} kimg) from {run.stage1_from}" if from_other_run
                    else f", resumed at {counters.nimg / 1000:g} kimg" if resumed_from else ""))
+    if not resumed_from:
+        warn_if_slow_ema(records, cfg, schedule.total)
 
     tick_start_nimg, tick_train_seconds, last_metrics = counters.nimg, 0.0, {}
     done = counters.nimg >= schedule.total or counters.diverged is not None

@@ -304,7 +304,8 @@ def start_order(runs: list[Run]) -> list[Run]:
     return sorted(runs, key=lambda run: run.name not in upstream)
 
 
-def run_local(sweep: Sweep, workers: int, poll_s: float = 5.0, say=print, cores: Optional[int] = None) -> dict[str, int]:
+def run_local(sweep: Sweep, workers: int, poll_s: float = 5.0, say=print,
+              cores: Optional[int] = None) -> dict[str, int]:
     """Run the sweep with up to ``workers`` concurrent ``zoo train`` processes on this machine, whose
     threads together fit ``cores`` (default: this machine's; a run wider than that still runs, alone)."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
