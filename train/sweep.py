@@ -412,8 +412,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bundle = parser.add_argument_group("bundle")
     bundle.add_argument("--into", default=None, metavar="DIR",
                         help="registry directory to bundle into (default: the package's zoo/weights/registry)")
-    bundle.add_argument("--budget-mb", type=float, default=60.0,
-                        help="refuse if the registry would exceed this many MB (default 60)")
+    bundle.add_argument("--budget-mb", type=float, default=None,
+                        help="refuse if the registry would exceed this many MB (default 80)")
     bundle.add_argument("--dry-run", action="store_true", help="build, verify and size the bundle; write nothing")
     bundle.add_argument("--no-bench", action="store_true", help="do not measure latency (no latency rows)")
 
