@@ -100,6 +100,31 @@ def test_variants_duplicates_and_unfinished_runs():
     assert len(cfg["paired"]) == 3
 
 
+def test_the_dbar_only_ablation_is_its_own_row_paired_with_baseline_and_dgl():
+    """A DGL run with stage2_student_adv off (the paper's Table 7) is not the DGL row: it gets its own label,
+    and, like the lazy term, is paired with the Baseline and with plain DGL-GAN of the same lambda."""
+    from zoo.train.compare import RunRecord, _apply_summary, build_report
+
+    kid = {("dgl", True): [0.20, 0.25, 0.22], ("dgl", False): [0.30, 0.33, 0.29],
+           ("baseline", True): [0.24, 0.27, 0.26]}
+    runs = []
+    for (method, student_adv), values in kid.items():
+        for seed, v in enumerate(values):
+            rec = RunRecord(key=f"{method}-{student_adv}-s{seed}", name=f"{method}-{student_adv}-s{seed}", source="dir",
+                            status="FINISHED", metrics_info=INFO, end_time=10)
+            _apply_summary(rec, {"config": SG2, "method": method, "ch_mul": "1/4", "seed": seed,
+                                 "lambda": 0.1 if method == "dgl" else 0.0, "dgl_interval": 1, "T_kimg": 30,
+                                 "S_kimg": 30, "stage2_student_adv": student_adv, "metrics": {"kid": v}})
+            runs.append(rec)
+    (cfg,) = build_report(runs, source={"kind": "dir", "runs_dir": "x"}, stats=False)["configs"]
+    only = "DGL-GAN (λ=0.1, D̄ only in stage II)"
+    assert [r["label"] for r in cfg["rows"]] == ["DGL-GAN (λ=0.1)", only, "Baseline"]
+    pairs = {(p["variant"], p["baseline"]): p for p in cfg["paired"]}
+    assert set(pairs) == {("DGL-GAN (λ=0.1)", "Baseline"), (only, "Baseline"), (only, "DGL-GAN (λ=0.1)")}
+    only_vs_dgl = pairs[(only, "DGL-GAN (λ=0.1)")]
+    assert only_vs_dgl["differences"] == pytest.approx({"0": 0.10, "1": 0.08, "2": 0.07})
+
+
 def check_tables(report):
     """Every number of the tiny study's tables, against values computed here from VALUES."""
     from zoo.families import get_family

@@ -49,6 +49,19 @@ def test_a_sweep_expands_into_paired_runs(tmp_path):
     assert all(f"sqlite:///{tmp_path / 'root' / 'mlruns.db'}" in r.argv and "tiny-study" in r.argv for r in runs.values())
 
 
+def test_variants_take_lambda_and_stage_two_settings(tmp_path):
+    """The paper's ablations as variants forked at T: lambda values and the D_bar-only G loss."""
+    from zoo.train.sweep import load_sweep
+
+    runs = load_sweep(_sweep_file(tmp_path, variants=[
+        {"name": "lam0.3", "seeds": [0], "lambda": 0.3},
+        {"name": "dbar-only", "seeds": [0], "set": ["stage2_student_adv=false"]}])).by_name()
+    lam, only = runs["1_2/lam0.3-s0"], runs["1_2/dbar-only-s0"]
+    assert lam.argv[lam.argv.index("--lambda") + 1] == "0.3" and lam.fork_from == runs["1_2/dgl-s0"].out
+    assert only.argv[-4:-2] == ("--set", "stage2_student_adv=false") and "--teacher" in only.argv
+    assert "1_2/dbar-only-s1" not in runs
+
+
 def test_free_workers_take_the_runs_others_fork_from_first(tmp_path):
     from zoo.train.sweep import load_sweep, start_order
 

@@ -101,6 +101,7 @@ def test_every_embedded_config_has_demo_and_study_presets():
     (dict(config="stylegan2-emoji", batch=10, batch_gpu=4), "multiple of batch_gpu"),
     (dict(config="stylegan2-emoji", lam=-1), "lambda"),
     (dict(config="stylegan2-emoji", dgl_interval=0), "dgl_interval"),
+    (dict(config="stylegan2-emoji", stage2_student_adv=False, dgl_interval=4), "needs dgl_interval 1"),
 ])
 def test_bad_training_configs(kwargs, message):
     from zoo.train.config import get_train_config
@@ -169,6 +170,39 @@ def test_lazy_dgl_term_runs_every_k_th_step_with_weight_lambda_k(tmp_path, teach
     assert len(calls) == len([s for s in range(3, 9) if s % interval == 0])
     assert "batch_gpu" not in TINY_TRAIN  # one micro-batch: d loss / d Adv(G, D_bar) is the weight itself
     assert [g for (g,) in calls] == pytest.approx([0.1 * interval] * len(calls))
+
+
+def test_dbar_only_ablation_drops_adv_G_D_from_stage_two_only(tmp_path, teachers, monkeypatch):
+    """stage2_student_adv=false (the paper's Table 7): in stage II, G's loss is lambda * Adv(G, D_bar) alone, so
+    Adv(G, D) gets no gradient there while stage I is unchanged; it forks off a DGL run's stage I like any
+    stage-II variant, and a run without a teacher term refuses it (it would silently be a Baseline)."""
+    from zoo.errors import ZooError
+    from zoo.families.losses import AdversarialLoss
+
+    t = teachers[SG2]
+    run_tiny(tmp_path / "dgl", teacher=t, T=0.024, S=0.016)
+    calls = {"g_adv": [], "dgl": []}
+
+    def recording(name, original):
+        def wrapped(*args):
+            value = original(*args)
+            calls[name].append([None])
+            value.register_hook(lambda grad, slot=calls[name][-1]: slot.__setitem__(0, float(grad)))
+            return value
+        return wrapped
+
+    monkeypatch.setattr(AdversarialLoss, "g_adv", recording("g_adv", AdversarialLoss.g_adv))
+    monkeypatch.setattr(AdversarialLoss, "dgl_term", recording("dgl", AdversarialLoss.dgl_term))
+    run_tiny(tmp_path / "only", teacher=t, T=0.024, S=0.016, stage1_from=tmp_path / "dgl", stage2_student_adv=False)
+    assert [r["nimg"] for r in ticks(tmp_path / "only")] == [32, 40]  # stage II only: 2 G steps
+    # per G step: g_adv on D's logits (logged, not in the loss), then inside dgl_term on D_bar's (weight lambda)
+    assert [g for (g,) in calls["g_adv"]] == [None, pytest.approx(0.1), None, pytest.approx(0.1)]
+    assert [g for (g,) in calls["dgl"]] == pytest.approx([0.1, 0.1])
+    assert all("loss/G_adv" in r and "loss/G_dgl" in r for r in ticks(tmp_path / "only"))
+    assert not same_weights(weights(tmp_path / "only/final/generator_raw.safetensors"),
+                            weights(tmp_path / "dgl/final/generator_raw.safetensors"))
+    with pytest.raises(ZooError, match="needs a DGL run"):
+        run_tiny(tmp_path / "base", teacher=t, method="baseline", stage2_student_adv=False)
 
 
 def test_biggan_teacher_D_stays_bit_identical(tmp_path, teachers):

@@ -176,6 +176,7 @@ class RunRecord:
     seed: Optional[int] = None
     lam: float = 0.0
     dgl_interval: int = 1
+    student_adv: bool = True                  # Adv(G, D) in stage II's G loss (False: the D-bar-only ablation)
     T_kimg: Optional[float] = None
     S_kimg: Optional[float] = None
     teacher: Optional[str] = None             # sha256 (prefix) of the teacher D-bar the run used
@@ -250,6 +251,8 @@ def _apply_summary(rec: RunRecord, summary: dict[str, Any]) -> None:
         rec.lam = _as_float(summary.get("lambda"), rec.lam)
     if summary.get("dgl_interval") is not None:
         rec.dgl_interval = _as_int(summary.get("dgl_interval"), rec.dgl_interval)
+    if summary.get("stage2_student_adv") is not None:
+        rec.student_adv = summary["stage2_student_adv"] is not False
     rec.T_kimg = _as_float(summary.get("T_kimg"), rec.T_kimg)
     rec.S_kimg = _as_float(summary.get("S_kimg"), rec.S_kimg)
     teacher = summary.get("teacher") or {}
@@ -448,6 +451,7 @@ def _record_from_mlflow(client, run) -> RunRecord:
     rec.seed = _as_int(pick("seed", "seed"))
     rec.lam = _as_float(pick("lambda", "lambda"), 0.0)
     rec.dgl_interval = _as_int(pick("dgl_interval", "train.dgl_interval"), 1)
+    rec.student_adv = str(pick("stage2_student_adv", "train.stage2_student_adv")).lower() != "false"
     rec.T_kimg, rec.S_kimg = _as_float(params.get("T_kimg")), _as_float(params.get("S_kimg"))
     teacher = pick("teacher", "teacher.discriminator_sha256")
     rec.teacher = None if teacher in (None, "none", "null") else teacher
@@ -504,13 +508,14 @@ def _num(x: Optional[float], digits: int = 4) -> str:
     return f"{x:.{decimals}f}"
 
 
-def variant_label(method: str, lam: float, dgl_interval: int) -> str:
+def variant_label(method: str, lam: float, dgl_interval: int, student_adv: bool = True) -> str:
     if method == "teacher":
         return "teacher"
     if method == "baseline":
         return "Baseline"
     if method == "dgl":
-        return f"DGL-GAN (λ={lam:g}" + (f", lazy K={dgl_interval}" if dgl_interval != 1 else "") + ")"
+        return (f"DGL-GAN (λ={lam:g}" + (f", lazy K={dgl_interval}" if dgl_interval != 1 else "")
+                + ("" if student_adv else ", D̄ only in stage II") + ")")
     return f"{method} (λ={lam:g}, K={dgl_interval})"
 
 
@@ -615,7 +620,7 @@ def check_provenance(runs: list[RunRecord], metric: str) -> tuple[Optional[str],
 
 def _row_key(r: RunRecord) -> tuple:
     return (r.method or "?", r.ch_mul or "?", float(r.lam), int(r.dgl_interval or 1), r.preset or "",
-            r.T_kimg, r.S_kimg)
+            r.T_kimg, r.S_kimg, bool(r.student_adv))
 
 
 def _ch_value(ch: Optional[str]) -> Fraction:
@@ -669,7 +674,8 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
     for r in sorted(runs, key=lambda r: r.end_time):
         k = (_row_key(r), r.seed)
         if k in chosen:
-            notes.append(f"{variant_label(r.method, r.lam, r.dgl_interval)} ch_mul {r.ch_mul} seed {r.seed}: "
+            notes.append(f"{variant_label(r.method, r.lam, r.dgl_interval, r.student_adv)} ch_mul {r.ch_mul} "
+                         f"seed {r.seed}: "
                          f"finished more than once; using the latest ({r.name}), not {chosen[k].name}")
         chosen[k] = r
     runs = list(chosen.values())
@@ -716,7 +722,7 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
     metric_names = [m for m in METRICS if any(m in r.metrics for r in runs)]
     schedules: dict[tuple, set] = {}
     for key in by_row:
-        schedules.setdefault((key[0], key[2], key[3]), set()).add((key[4], key[5], key[6]))
+        schedules.setdefault((key[0], key[2], key[3], key[7]), set()).add((key[4], key[5], key[6]))
 
     # teachers: which D-bar did the students use?
     used_teachers = {r.teacher for r in runs if r.method != "teacher" and r.teacher}
@@ -751,12 +757,12 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
                      f"{', '.join(_num(v) for v in cc_real)}")
 
     rows = []
-    for key in sorted(by_row, key=lambda k: (METHOD_ORDER.get(k[0], 3), -_ch_value(k[1]), k[2], k[3], k[4],
-                                             k[5] or 0, k[6] or 0)):
+    for key in sorted(by_row, key=lambda k: (METHOD_ORDER.get(k[0], 3), -_ch_value(k[1]), k[2], k[3], not k[7],
+                                             k[4], k[5] or 0, k[6] or 0)):
         members = sorted(by_row[key], key=lambda r: (r.seed is None, r.seed or 0))
-        method, ch, lam, interval, preset, T, S = key
-        label = variant_label(method, lam, interval)
-        if len(schedules[(method, lam, interval)]) > 1:
+        method, ch, lam, interval, preset, T, S, student_adv = key
+        label = variant_label(method, lam, interval, student_adv)
+        if len(schedules[(method, lam, interval, student_adv)]) > 1:
             label += f" [{preset}, T+S {T:g}+{S or 0:g} kimg]" if T is not None else f" [{preset}]"
         if method == "teacher" and teacher_sha:
             shas = {teacher_sha.get(r.key) for r in members}
@@ -766,6 +772,7 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
         arch = arch_by_ch.get(ch, {})
         row: dict[str, Any] = {
             "label": label, "method": method, "ch_mul": ch, "lambda": lam, "dgl_interval": interval,
+            "student_adv": student_adv,
             "preset": preset, "T_kimg": T, "S_kimg": S, "seeds": [r.seed for r in members],
             "runs": [r.key for r in members], "run_names": [r.name for r in members],
             "params_G": arch.get("params_G"), "params_D": arch.get("params_D"),
@@ -791,12 +798,12 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
         rows.append(row)
 
     # --- paired differences: every non-baseline student variant vs the Baseline of its width and schedule,
-    # and a lazy DGL variant (K > 1) also vs the every-step DGL run of the same lambda: the question a
-    # lazy term has to answer is whether it loses anything against K = 1
+    # and a lazy (K > 1) or D-bar-only DGL variant also vs the plain DGL run of the same lambda: the question
+    # such a variant has to answer is whether it loses anything against Algorithm 1 itself
     paired = []
     base_rows = {(r["ch_mul"], r["preset"], r["T_kimg"], r["S_kimg"]): r for r in rows if r["method"] == "baseline"}
     every_step = {(r["ch_mul"], r["preset"], r["T_kimg"], r["S_kimg"], r["lambda"]): r for r in rows
-                  if r["method"] == "dgl" and r["dgl_interval"] == 1}
+                  if r["method"] == "dgl" and r["dgl_interval"] == 1 and r["student_adv"]}
     for row in rows:
         if row["method"] in ("baseline", "teacher"):
             continue
@@ -806,7 +813,8 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
             notes.append(f"{row['label']} ch_mul {row['ch_mul']}: no Baseline with the same width and schedule "
                          "to pair with")
         references = [base] if base is not None else []
-        if row["method"] == "dgl" and row["dgl_interval"] != 1 and (*schedule, row["lambda"]) in every_step:
+        variant = row["dgl_interval"] != 1 or not row["student_adv"]
+        if row["method"] == "dgl" and variant and (*schedule, row["lambda"]) in every_step:
             references.append(every_step[(*schedule, row["lambda"])])
         for ref in references:
             paired += _paired(row, ref, [m for m in metric_names if m not in refused])

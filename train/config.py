@@ -35,9 +35,9 @@ from zoo.widths import format_ch_mul, parse_ch_mul
 PRESETS = ("demo", "study", "paper")
 STAGE2_OPTIMIZER = ("restart", "continue")
 # settings that only shape stage II: a run without one (S = 0) ignores them when it resumes
-STAGE2_ONLY_SETTINGS = frozenset({"lam", "dgl_interval", "stage2_optimizer"})
+STAGE2_ONLY_SETTINGS = frozenset({"lam", "dgl_interval", "stage2_optimizer", "stage2_student_adv"})
 # what a run saved before a setting existed did, so that it resumes as it started
-LEGACY_SETTINGS = {"stage2_optimizer": "continue"}
+LEGACY_SETTINGS = {"stage2_optimizer": "continue", "d_steps": 1, "stage2_student_adv": True}
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class TrainConfig:
                                  as in the authors' code, where stage II is a new run from the stage-I
                                  weights (BigGAN-PyTorch resume with load_optim=False; TF StyleGAN2
                                  pickles hold no optimiser state); 'continue': Algorithm 1 read as one loop.
+      stage2_student_adv:        keep Adv(G, D) in G's stage-II loss (default; Algorithm 1).  False trains G in
+                                 stage II on lambda * Adv(G, D_bar) alone (D still trains, unused by G): the
+                                 paper's "only Adv(G, D_bar)" ablation (Table 7; T = 0 is its "from scratch").
       d_steps:                   D steps per G step (BigGAN-PyTorch num_D_steps): every step shows D one real
                                  batch; G, its regulariser and G_ema update on every d_steps-th step only.
                                  kimg counts real images shown to D, as always.
@@ -109,6 +112,7 @@ class TrainConfig:
     lam: float = 0.1
     dgl_interval: int = 1
     stage2_optimizer: str = "restart"
+    stage2_student_adv: bool = True
     d_steps: int = 1
     batch: int = 32
     batch_gpu: Optional[int] = None
@@ -183,6 +187,8 @@ class TrainConfig:
             bad("set exactly one of ema_kimg (StyleGAN2 half-life) and ema_decay (BigGAN)")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             bad(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not self.stage2_student_adv and self.dgl_interval != 1:
+            bad("stage2_student_adv=false (G trained on Adv(G, D_bar) alone) needs dgl_interval 1")
         if self.stage2_optimizer not in STAGE2_OPTIMIZER:
             bad(f"stage2_optimizer must be one of {', '.join(STAGE2_OPTIMIZER)}, got {self.stage2_optimizer!r}")
         if self.tick_kimg <= 0 or min(self.snapshot_ticks, self.image_ticks) < 1 or self.metric_ticks < 0:

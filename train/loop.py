@@ -271,7 +271,8 @@ class Stats:
 class PhaseLosses:
     """The loss of each phase of a step on one micro-batch; every term is logged into ``stats``.
 
-    G:      Adv(G, D), plus lam * k * Adv(G, D_bar) where the schedule runs the teacher term
+    G:      Adv(G, D), plus lam * k * Adv(G, D_bar) where the schedule runs the teacher term (stage II
+            without Adv(G, D) when stage2_student_adv is off: the paper's ablation)
     G_reg:  path-length penalty, weighted pl_weight * pl_interval (lazy)
     D:      Adv(D) on reals and on G(z) drawn without autograd
     D_reg:  R1 on reals, weighted gamma / 2 * r1_interval (lazy)
@@ -307,14 +308,15 @@ class PhaseLosses:
     def g_main(self, mb: MicroBatch, at: StepAt) -> torch.Tensor:
         z, c = self.latents(self.batch_gpu)
         fake = generate(self.G, z, c, self.cfg.style_mixing)
-        loss = self.loss.g_adv(self.D(fake, c))
-        self.stats.add("loss/G_adv", loss)
+        adv = self.loss.g_adv(self.D(fake, c))
+        self.stats.add("loss/G_adv", adv)
         g_step = at.step // self.cfg.d_steps  # the lazy teacher term counts G steps
-        if self.schedule.teacher_runs(g_step, at.stage):
-            dgl = self.loss.dgl_term(self.D_bar, fake, c)  # Adv(G, D_bar) on the same G(z) as Adv(G, D)
-            self.stats.add("loss/G_dgl", dgl)
-            loss = loss + self.schedule.teacher_weight(g_step, at.stage) * dgl
-        return loss
+        if not self.schedule.teacher_runs(g_step, at.stage):
+            return adv
+        dgl = self.loss.dgl_term(self.D_bar, fake, c)  # Adv(G, D_bar) on the same G(z) as Adv(G, D)
+        self.stats.add("loss/G_dgl", dgl)
+        teacher_term = self.schedule.teacher_weight(g_step, at.stage) * dgl
+        return adv + teacher_term if self.cfg.stage2_student_adv else teacher_term
 
     def g_reg(self, mb: MicroBatch, at: StepAt) -> torch.Tensor:
         cfg = self.cfg
@@ -446,6 +448,7 @@ def run_tags(run: TrainRun, env: dict[str, Any]) -> dict[str, str]:
     return {"family": run.arch.family, "config": run.cfg.config, "preset": run.cfg.preset,
             "ch_mul": str(run.arch.ch_mul), "method": run.method, "seed": str(run.seed),
             "lambda": f"{run.lam:g}", "dgl_interval": str(run.cfg.dgl_interval),
+            "stage2_student_adv": str(run.cfg.stage2_student_adv).lower(),
             "teacher": run.teacher.d_sha256[:16] if run.teacher else "none",
             "hardware": env["hardware"]["fingerprint"]}
 
@@ -585,8 +588,9 @@ class Records:
         run, cfg, D_bar = self.run, self.run.cfg, self.nets.D_bar
         return {
             "method": run.method, "config": cfg.config, "preset": cfg.preset, "ch_mul": str(run.arch.ch_mul),
-            "lambda": run.lam, "dgl_interval": cfg.dgl_interval, "T_kimg": cfg.stage1_kimg,
-            "S_kimg": cfg.stage2_kimg, "kimg": counters.nimg / 1000, "seed": run.seed, "batch": cfg.batch,
+            "lambda": run.lam, "dgl_interval": cfg.dgl_interval, "stage2_student_adv": cfg.stage2_student_adv,
+            "T_kimg": cfg.stage1_kimg, "S_kimg": cfg.stage2_kimg, "kimg": counters.nimg / 1000, "seed": run.seed,
+            "batch": cfg.batch,
             "teacher": run.teacher.summary() if run.teacher else None,
             "teacher_D_unchanged": (state_digest(D_bar) == self.teacher_digest) if D_bar is not None else None,
             "git_commit": self.params["git_commit"], "environment": self.params["environment"],
@@ -704,6 +708,9 @@ def train(run: TrainRun) -> dict[str, Any]:
     n_classes = num_classes(run.arch)
     batch_gpu = cfg.batch_gpu or cfg.batch // dist.world_size
     check_batch(cfg, run.arch, batch_gpu, dist.world_size)
+    if not cfg.stage2_student_adv and not (run.method == "dgl" and run.lam > 0):
+        raise ZooError("stage2_student_adv=false trains G on lambda * Adv(G, D_bar) alone: it needs a DGL run "
+                       f"with lambda > 0 (this is a {run.method} run, lambda {run.lam:g})")
     check_dataset(run.dataset, run.arch, cfg.config)
     if run.method == "dgl" and run.teacher is None:
         raise ZooError("a DGL-GAN run needs a teacher (--teacher)")

@@ -7,7 +7,7 @@ each other:
     teacher                      ch_mul 1, S = 0                          needs nothing
     <w>/dgl-s<seed>              stage I, then stage II with lambda       needs teacher/final
     <w>/baseline-s<seed>         lambda = 0, forked at T from the DGL run needs <w>/dgl-s<seed>/state_stage1
-    <w>/<variant>-s<seed>        e.g. the lazy teacher term, a lambda     needs <w>/dgl-s<seed>/state_stage1
+    <w>/<variant>-s<seed>        the lazy term, a lambda, "set": [...]    needs <w>/dgl-s<seed>/state_stage1
 
 so every Baseline shares its DGL run's stage I bit for bit (the paired comparison), and budgets are equal
 by construction (same T + S).  Each run is one ``zoo train`` process; running the sweep again resumes
@@ -176,6 +176,8 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
                         extra += ["--lambda", f"{float(variant['lambda']):g}"]
                     if "dgl_interval" in variant:
                         extra += ["--dgl-interval", str(int(variant["dgl_interval"]))]
+                    for item in variant.get("set", []):  # stage-II settings, e.g. stage2_student_adv=false
+                        extra += ["--set", str(item)]
                     forked.append((variant["name"], extra))
             for method, extra in forked:
                 out = runs_dir / _width_dir(w) / f"{method}-s{seed}"
