@@ -149,6 +149,23 @@ def test_local_sweep_runs_resumes_and_skips_finished_runs(tmp_path):
     assert all(r["status"] == "done" for r in rows) and cpu_hours > 0
 
 
+def test_a_teacher_the_sweep_file_lengthens_is_resumed(tmp_path):
+    """Until its KID curve flattens: a finished teacher whose sweep file now asks for a larger T is 'partial'
+    and continues from its last state (``zoo train --resume``); the students' runs do not move."""
+    from zoo.train.sweep import command, load_sweep, run_local, run_status
+
+    say = lambda *_: None  # noqa: E731
+    short = load_sweep(_sweep_file(tmp_path, teacher={"stage1_kimg": 0.016})).only(["1"])
+    assert run_local(short, workers=1, poll_s=0.1, say=say) == {"teacher": 0}
+    assert run_status(short.by_name()["teacher"])["status"] == "done"
+    longer = load_sweep(_sweep_file(tmp_path, teacher={"stage1_kimg": 0.032})).only(["1"])
+    teacher = longer.by_name()["teacher"]
+    assert run_status(teacher)["status"] == "partial" and command(teacher)[-1] == "--resume"
+    assert run_local(longer, workers=1, poll_s=0.1, say=say) == {"teacher": 0}
+    summary = json.loads((Path(teacher.out) / "summary.json").read_text())
+    assert summary["kimg"] == pytest.approx(0.032) and run_status(teacher)["status"] == "done"
+
+
 def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):
     from zoo.train.runlock import lock_run
     from zoo.train.sweep import execute, load_sweep, run_status

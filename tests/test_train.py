@@ -309,6 +309,25 @@ def test_resume_continues_exactly(tmp_path, teachers):
                {k: v for k, v in b.items() if k.startswith(("loss/", "score/"))}
 
 
+def test_a_finished_teacher_run_is_lengthened_on_resume_not_shortened(tmp_path, teachers):
+    """A teacher's T only says where it stops: --resume with a larger T continues the finished run to exactly
+    the weights of a run that was that long from the start.  Shortening, or changing a student's T, is refused."""
+    from zoo.errors import ZooError
+
+    run_tiny(tmp_path / "full", method="teacher", ch_mul="1", T=0.032, S=0)
+    run_tiny(tmp_path / "grown", method="teacher", ch_mul="1", T=0.016, S=0)
+    summary = run_tiny(tmp_path / "grown", method="teacher", ch_mul="1", T=0.032, S=0, resume=True)
+    assert summary["kimg"] == pytest.approx(0.032) and summary["T_kimg"] == pytest.approx(0.032)
+    assert [r["nimg"] for r in ticks(tmp_path / "grown")] == [8, 16, 24, 32]
+    for f in ("generator.safetensors", "generator_raw.safetensors", "discriminator.safetensors"):
+        assert same_weights(weights(tmp_path / "full/final" / f), weights(tmp_path / "grown/final" / f)), f
+    with pytest.raises(ZooError, match="lengthened, not shortened"):
+        run_tiny(tmp_path / "grown", method="teacher", ch_mul="1", T=0.024, S=0, resume=True)
+    run_tiny(tmp_path / "dgl", teacher=teachers[SG2], T=0.008, S=0.008)
+    with pytest.raises(ZooError, match="different settings: train.stage1_kimg"):
+        run_tiny(tmp_path / "dgl", teacher=teachers[SG2], T=0.016, S=0.008, resume=True)
+
+
 def test_stage1_from_forks_a_baseline_off_a_dgl_run(tmp_path, teachers):
     t = teachers[SG2]
     run_tiny(tmp_path / "dgl", teacher=t, method="dgl")

@@ -418,6 +418,8 @@ def restore(state_dir: Path, run: TrainRun, nets: Networks, from_other_run: bool
         ignore |= {"method", "lambda", "teacher_sha256", "stage2_kimg", "divergence"} | STAGE2_ONLY_SETTINGS
     if cfg.stage2_kimg == 0:
         ignore |= STAGE2_ONLY_SETTINGS
+    if run.method == "teacher":  # a teacher's length only says where it stops: a larger T lengthens it
+        ignore |= {"stage1_kimg", "teacher_kimg"}
     saved_settings = read_counters(state_dir).get("settings", {})
     if "train" in saved_settings:
         saved_settings = {**saved_settings, "train": {**LEGACY_SETTINGS, **saved_settings["train"]}}
@@ -432,6 +434,9 @@ def restore(state_dir: Path, run: TrainRun, nets: Networks, from_other_run: bool
             scaler.load_state_dict(restored["scalers"][key])
     if from_other_run:
         counters = dataclasses.replace(counters, mlflow_run_id=None, train_seconds=0.0, cpu_seconds=0.0)
+    if counters.nimg > run.total_nimg:
+        raise ZooError(f"cannot continue from {state_dir}: the run stands at {counters.nimg / 1000:g} kimg, past "
+                       f"the {run.total_nimg / 1000:g} kimg asked for (a teacher can be lengthened, not shortened)")
     return counters
 
 

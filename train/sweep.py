@@ -203,6 +203,8 @@ def run_status(run: Run) -> dict[str, Any]:
     for where, archived in ((out, False), (Path(run.record) if run.record else None, True)):
         if where is not None and (where / "summary.json").is_file() and (where / "final" / "config.json").is_file():
             info = read_json(where / "summary.json")  # a regular file of bounded size (records come from git)
+            if not archived and _lengthened(run, info) and (out / "state").is_dir():
+                break  # a teacher the sweep file now asks more kimg of: it continues from its last state
             return {"status": "done", "archived": archived, "kimg": info.get("kimg"),
                     "train_seconds": info.get("train_seconds"), "cpu_seconds": info.get("cpu_seconds")}
     saved = {"kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
@@ -220,6 +222,16 @@ def run_status(run: Run) -> dict[str, Any]:
     if run.needs and not Path(run.needs).exists():
         return {"status": "waiting", "kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
     return {"status": "ready", "kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
+
+
+def _lengthened(run: Run, summary: dict[str, Any]) -> bool:
+    """The teacher run finished short of the T its sweep file now gives (``zoo train`` lengthens a teacher
+    on --resume; a student's T and S are fixed, since its Baseline forks at T)."""
+    if run.name != TEACHER or "--stage1-kimg" not in run.argv:
+        return False
+    target = float(run.argv[run.argv.index("--stage1-kimg") + 1])
+    kimg = summary.get("kimg")
+    return isinstance(kimg, (int, float)) and kimg < target - 1e-9
 
 
 def command(run: Run) -> list[str]:
