@@ -17,7 +17,7 @@ KIDS = {("1_2", 0): 0.30, ("1_2", 1): 0.10, ("1_4", 0): 0.20, ("1_4", 1): 0.40, 
 
 def _sweep_file(root: Path, seeds=(0, 1), name="tiny.json", teacher_entry=None, results=None) -> Path:
     spec = {"name": "tiny", "config": SG2, "preset": "demo", "experiment": "tiny-study", "root": str(root),
-            "data": {"path": "data/tiny"}, "teacher": {"stage1_kimg": 0.016},
+            "data": {"path": "data/tiny"}, "teacher": {"stage1_kimg": 0.008},
             "students": {"ch_mul": ["1/2", "1/4"], "seeds": list(seeds), "stage1_kimg": 0.016,
                          "stage2_kimg": 0.016, "lambda": 0.1}}
     if teacher_entry:
@@ -249,7 +249,7 @@ def test_a_study_goes_on_across_machines_from_its_records_and_the_shipped_teache
     shutil.copytree(root / "results", root2 / "results")
     for w in ("1_2",):  # as if the 1/2 students had been trained on machine 2
         shutil.copytree(Path(load_sweep(sweep_file).by_name()["1_2/dgl-s0"].out).parent,
-                        root2 / "runs" / SG2 / w)
+                        root2 / "runs" / "tiny" / w)
     later = _sweep_file(root2, name="later.json", results="results/tiny", teacher_entry=f"{SG2}@1")
     sweep = load_sweep(later)
     teacher = sweep.by_name()["teacher"]

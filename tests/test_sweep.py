@@ -60,6 +60,11 @@ def test_variants_take_lambda_and_stage_two_settings(tmp_path):
     assert lam.argv[lam.argv.index("--lambda") + 1] == "0.3" and lam.fork_from == runs["1_2/dgl-s0"].out
     assert only.argv[-4:-2] == ("--set", "stage2_student_adv=false") and "--teacher" in only.argv
     assert "1_2/dbar-only-s1" not in runs
+    # an ablation of the same configuration is its own sweep: its runs never land in the main study's directories
+    (tmp_path / "x").mkdir()
+    other = load_sweep(_sweep_file(tmp_path / "x", name="tiny-ablation")).by_name()["1_2/dgl-s0"]
+    assert Path(other.out).parent.parent.name == "tiny-ablation"
+    assert Path(runs["1_2/dgl-s0"].out).parent.parent.name == "tiny"
 
 
 def test_free_workers_take_the_runs_others_fork_from_first(tmp_path):
@@ -112,7 +117,9 @@ def test_bad_sweep_files_are_clear_errors(tmp_path):
     from zoo.errors import ZooError
 
     bad = tmp_path / "bad.json"
-    for text, message in [("[1, 2]", "JSON object"), ("{", "sweep file"), ('{"config": "x"}', "missing or bad")]:
+    named = json.loads(_sweep_file(tmp_path).read_text())
+    for text, message in [("[1, 2]", "JSON object"), ("{", "sweep file"), ('{"config": "x"}', "missing or bad"),
+                          (json.dumps({**named, "name": "../escape"}), "name must be")]:
         bad.write_text(text)
         with pytest.raises(ZooError, match=message):
             load_sweep(bad)
@@ -185,7 +192,7 @@ def test_plan_and_status_have_no_side_effects(tmp_path, capsys):
     from zoo.cli import main
 
     path = _sweep_file(tmp_path)
-    out = tmp_path / "root" / "runs" / SG2 / "teacher"
+    out = tmp_path / "root" / "runs" / "tiny" / "teacher"
     out.mkdir(parents=True)
     (out / "log.jsonl").write_text("{}\n")
     assert main(["sweep", "plan", str(path)]) == 0

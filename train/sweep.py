@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,7 @@ from zoo.train.runlock import LOCK_FILE, is_locked, lock_run
 from zoo.errors import ZooError
 
 TEACHER = "teacher"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,11 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         raise ZooError(f"sweep file {path}: teacher.entry must be a registry entry NAME[@VERSION]")
     data = sweep_json.get("data") or {}
     data_path = (root / data["path"]) if data.get("path") else None
-    runs_dir = root / "runs" / config
+    sweep_name = str(sweep_json.get("name", path.stem))
+    if not _NAME.fullmatch(sweep_name):  # it names directories (runs/<name>, logs/<name>)
+        raise ZooError(f"sweep file {path}: name must be letters, digits, '.', '_' or '-', "
+                       f"got {sweep_name!r:.80}")
+    runs_dir = root / "runs" / sweep_name  # two sweeps of one configuration never share a run directory
     common = ["--config", config, "--preset", preset, "--tracking-uri", f"sqlite:///{root / 'mlruns.db'}",
               "--experiment", experiment, "--no-progress"]
     if data_path is not None:
@@ -188,7 +194,7 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ZooError(f"sweep file {path}: two runs share a name (variant names must be unique)")
-    return Sweep(name=sweep_json.get("name", path.stem), root=root, runs=runs, data=data_path,
+    return Sweep(name=sweep_name, root=root, runs=runs, data=data_path,
                  data_build=tuple(str(a) for a in data.get("build", [])), results=results,
                  teacher_entry=teacher_entry)
 

@@ -86,7 +86,7 @@ PRESETS = {
         # discriminating.  G_ema's decay is per G step (the reference rule), so at d_steps 4 it is set for the
         # run's few G steps: 0.99 is a half-life of 69 G steps = 8.9 kimg here (StyleGAN2's study: 10 kimg).
         "study": dict(_SMALL, batch=32, d_steps=4, ema_decay=0.99, stage1_kimg=30.0, stage2_kimg=30.0,
-                      teacher_kimg=140.0, ema_start_kimg=5.0, tick_kimg=2.0, snapshot_ticks=5, image_ticks=2,
+                      teacher_kimg=180.0, ema_start_kimg=5.0, tick_kimg=2.0, snapshot_ticks=5, image_ticks=2,
                       metric_ticks=10, metrics=("kid",)),
     },
 }
