@@ -667,8 +667,10 @@ def warn_if_slow_ema(records: Records, cfg: TrainConfig, total_nimg: int) -> Non
     half_life = ema_half_life_kimg(cfg, length)
     if length > 0 and half_life > SLOW_EMA_FRACTION * length:
         records.tracker.log_event("slow_ema", nimg=0, half_life_kimg=half_life, run_kimg=length)
+        knob = ("ema_decay (per G step, i.e. per batch x d_steps images)" if cfg.ema_decay is not None
+                else "ema_kimg")
         records.say(f"warning: G_ema's half-life is {half_life:.3g} kimg in a {length:g}-kimg run, so its samples "
-                    f"lag G's (ema_decay is per G step, i.e. per batch x d_steps images): lower ema_decay/ema_kimg")
+                    f"lag G's: lower {knob}")
 
 
 def watch_divergence(counters: Counters, cfg: TrainConfig, metrics: dict[str, float], nonfinite: list[str]) -> bool:
