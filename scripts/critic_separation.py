@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -35,7 +36,10 @@ def main(argv=None) -> int:
     from zoo.train.metrics.stats import separation
 
     try:
-        entry = zoo.load_entry(args.name, ch_mul=args.ch_mul)
+        name, version = args.name, None
+        if "@" in name and not Path(name).expanduser().is_dir():  # NAME@VERSION, as zoo train --teacher takes it
+            name, _, version = name.partition("@")
+        entry = zoo.load_entry(name, ch_mul=args.ch_mul, version=version or None)
         if entry.D is None:
             raise ZooError(f"{args.name}: the entry ships no discriminator")
         data = load_dataset(args.data)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from train_helpers import BIGGAN, SG2, save_tiny_checkpoint, tiny_arch
 
@@ -48,4 +49,20 @@ def test_no_discriminator_or_bad_n_is_a_clear_error(tmp_path):
     # a conditional entry against a dataset without labels, and against one of another image shape
     biggan = save_tiny_checkpoint(tmp_path / "biggan", BIGGAN)
     out = _run(biggan, "--data", _dataset(tmp_path, SG2))
+    assert out.returncode == 2 and out.stderr.startswith("error:") and "Traceback" not in out.stderr
+
+
+@pytest.mark.bundled
+def test_a_shipped_entry_by_name_and_version(tmp_path):
+    """NAME@VERSION picks a published version of the bundled registry (as `zoo train --teacher` does)."""
+    from zoo.train.data.dataset import ImageDataset, save_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 1, 32, 32), dtype=np.uint8)
+    data = save_dataset(ImageDataset(images, rng.integers(0, 10, 8), [str(i) for i in range(10)], name="fm"),
+                        tmp_path / "fm")
+    out = _run("biggan-fashion-mnist@1", "--data", data, "--n", 8)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["entry"] == "biggan-fashion-mnist@1"
+    out = _run("biggan-fashion-mnist@99", "--data", data, "--n", 8)
     assert out.returncode == 2 and out.stderr.startswith("error:") and "Traceback" not in out.stderr
