@@ -36,7 +36,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from zoo.errors import ZooError
 from zoo.metrics import MetricValue, basis_text
@@ -618,9 +618,22 @@ def check_provenance(runs: list[RunRecord], metric: str) -> tuple[Optional[str],
     return None, agreed, unrecorded
 
 
-def _row_key(r: RunRecord) -> tuple:
-    return (r.method or "?", r.ch_mul or "?", float(r.lam), int(r.dgl_interval or 1), r.preset or "",
-            r.T_kimg, r.S_kimg, bool(r.student_adv))
+class RowKey(NamedTuple):
+    """What makes runs one row of a table (their seeds are its columns of values)."""
+
+    method: str
+    ch_mul: str
+    lam: float
+    dgl_interval: int
+    preset: str
+    T: Optional[float]
+    S: Optional[float]
+    student_adv: bool
+
+
+def _row_key(r: RunRecord) -> RowKey:
+    return RowKey(r.method or "?", r.ch_mul or "?", float(r.lam), int(r.dgl_interval or 1), r.preset or "",
+                  r.T_kimg, r.S_kimg, bool(r.student_adv))
 
 
 def _ch_value(ch: Optional[str]) -> Fraction:
@@ -716,13 +729,14 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
     groups.sort()
 
     # --- rows
-    by_row: dict[tuple, list[RunRecord]] = {}
+    by_row: dict[RowKey, list[RunRecord]] = {}
     for r in runs:
         by_row.setdefault(_row_key(r), []).append(r)
     metric_names = [m for m in METRICS if any(m in r.metrics for r in runs)]
     schedules: dict[tuple, set] = {}
     for key in by_row:
-        schedules.setdefault((key[0], key[2], key[3], key[7]), set()).add((key[4], key[5], key[6]))
+        schedules.setdefault((key.method, key.lam, key.dgl_interval, key.student_adv), set()).add(
+            (key.preset, key.T, key.S))
 
     # teachers: which D-bar did the students use?
     used_teachers = {r.teacher for r in runs if r.method != "teacher" and r.teacher}
@@ -757,8 +771,8 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
                      f"{', '.join(_num(v) for v in cc_real)}")
 
     rows = []
-    for key in sorted(by_row, key=lambda k: (METHOD_ORDER.get(k[0], 3), -_ch_value(k[1]), k[2], k[3], not k[7],
-                                             k[4], k[5] or 0, k[6] or 0)):
+    for key in sorted(by_row, key=lambda k: (METHOD_ORDER.get(k.method, 3), -_ch_value(k.ch_mul), k.lam,
+                                             k.dgl_interval, not k.student_adv, k.preset, k.T or 0, k.S or 0)):
         members = sorted(by_row[key], key=lambda r: (r.seed is None, r.seed or 0))
         method, ch, lam, interval, preset, T, S, student_adv = key
         label = variant_label(method, lam, interval, student_adv)

@@ -173,10 +173,15 @@ def ema_beta(cfg: TrainConfig, nimg: int) -> float:
     a half-life in images whatever d_steps is, or BigGAN's fixed decay per G step)."""
     if cfg.ema_decay is not None:
         return cfg.ema_decay if nimg >= cfg.ema_start_kimg * 1000 else 0.0
+    return 0.5 ** (cfg.batch * cfg.d_steps / max(half_life_nimg(cfg, nimg), 1e-8))
+
+
+def half_life_nimg(cfg: TrainConfig, nimg: int) -> float:
+    """StyleGAN2's G_ema half-life in images at ``nimg``: ema_kimg, ramped up as nimg * ema_rampup."""
     ema_nimg = cfg.ema_kimg * 1000
     if cfg.ema_rampup is not None:
         ema_nimg = min(ema_nimg, nimg * cfg.ema_rampup)
-    return 0.5 ** (cfg.batch * cfg.d_steps / max(ema_nimg, 1e-8))
+    return ema_nimg
 
 
 @torch.no_grad()
@@ -655,7 +660,7 @@ SLOW_EMA_FRACTION = 0.5
 def ema_half_life_kimg(cfg: TrainConfig, run_kimg: float) -> float:
     """G_ema's half-life in kimg of images at the end of a ``run_kimg`` run (ema_beta's rules)."""
     if cfg.ema_decay is None:
-        return cfg.ema_kimg if cfg.ema_rampup is None else min(cfg.ema_kimg, run_kimg * cfg.ema_rampup)
+        return half_life_nimg(cfg, run_kimg * 1000) / 1000
     if cfg.ema_decay == 0:
         return 0.0
     g_steps = math.log(0.5) / math.log(cfg.ema_decay)
