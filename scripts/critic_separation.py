@@ -32,14 +32,15 @@ def main(argv=None) -> int:
     import zoo
     from zoo.errors import ZooError
     from zoo.images import class_inputs
+    from zoo.registry.model import split_ref
     from zoo.train.data.dataset import load_dataset
     from zoo.train.metrics.stats import separation
 
     try:
         name, version = args.name, None
-        if "@" in name and not Path(name).expanduser().is_dir():  # NAME@VERSION, as zoo train --teacher takes it
-            name, _, version = name.partition("@")
-        entry = zoo.load_entry(name, ch_mul=args.ch_mul, version=version or None)
+        if not Path(name).expanduser().is_dir():  # NAME[@VERSION], as zoo train --teacher takes it
+            name, version = split_ref(name)
+        entry = zoo.load_entry(name, ch_mul=args.ch_mul, version=version)
         if entry.D is None:
             raise ZooError(f"{args.name}: the entry ships no discriminator")
         data = load_dataset(args.data)

@@ -232,6 +232,17 @@ def test_clear_errors(tmp_path, ckpt, ckpt_quarter):
         zoo.list(registry="s3://bucket/zoo")
 
 
+def test_entry_references_split_into_name_and_version():
+    from zoo.registry.model import split_ref
+
+    assert split_ref("biggan-fashion-mnist@2") == ("biggan-fashion-mnist", "2")
+    assert split_ref("stylegan2-fashion-mnist") == ("stylegan2-fashion-mnist", None)
+    assert split_ref("stylegan2-emoji@stable") == ("stylegan2-emoji", "stable")  # an alias resolves later
+    for bad, message in [("../x@1", "bad entry name"), ("x@", "nothing after '@'"), ("@1", "bad entry name")]:
+        with pytest.raises(ZooError, match=message):
+            split_ref(bad)
+
+
 @pytest.mark.parametrize("name", ["stylegan2-ffhq", "stylegan2-church", "biggan-imagenet"])
 def test_catalogue_names_explain_how_to_get_weights(name):
     with pytest.raises(ZooError) as info:

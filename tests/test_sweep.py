@@ -119,7 +119,10 @@ def test_bad_sweep_files_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.json"
     named = json.loads(_sweep_file(tmp_path).read_text())
     for text, message in [("[1, 2]", "JSON object"), ("{", "sweep file"), ('{"config": "x"}', "missing or bad"),
-                          (json.dumps({**named, "name": "../escape"}), "name must be")]:
+                          (json.dumps({**named, "name": "../escape"}), "name must be"),
+                          (json.dumps({**named, "teacher": {**named["teacher"], "entry": "Tiny@"}}), "bad entry name"),
+                          (json.dumps({**named, "teacher": {**named["teacher"], "entry": "tiny@"}}), "nothing after '@'"),
+                          (json.dumps({**named, "teacher": {**named["teacher"], "entry": 2}}), "NAME\\[@VERSION\\]")]:
         bad.write_text(text)
         with pytest.raises(ZooError, match=message):
             load_sweep(bad)

@@ -435,6 +435,8 @@ def test_teacher_can_be_a_registry_entry(tmp_path, teachers):
         assert t.d_sha256 == resolve_teacher(str(teachers[SG2]), student).d_sha256
     with pytest.raises(ZooError, match="neither a checkpoint directory nor a registry entry"):
         resolve_teacher("tiny-teacher@7", student)
+    with pytest.raises(ZooError, match="nothing after '@'"):  # a typo names itself, not "no entry"
+        resolve_teacher("tiny-teacher@", student)
 
 
 def test_existing_run_directory_needs_resume(tmp_path, capsys, teachers):

@@ -103,9 +103,9 @@ def shipped_teacher(index: dict[str, Any], entry: str, registry: Path) -> Shippe
     """Find ``NAME[@VERSION]`` (ch_mul 1) in a registry index; ZooError if it is not there or has no D."""
     from zoo.checkpoint import WEIGHT_FILES
     from zoo.integrity import check_relpath
-    from zoo.registry.model import sorted_versions
+    from zoo.registry.model import sorted_versions, split_ref
 
-    name, _, version = entry.partition("@")
+    name, version = split_ref(entry)
     versions = ((index.get("models") or {}).get(name) or {}).get("1", {}).get("versions") or {}
     if not versions:
         raise ZooError(f"teacher.entry {entry!r}: the target registry has no {name} ch_mul=1")

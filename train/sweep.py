@@ -50,6 +50,7 @@ from typing import Any, Optional
 from zoo.integrity import read_json
 from zoo.train.runlock import LOCK_FILE, is_locked, lock_run
 from zoo.errors import ZooError
+from zoo.registry.model import split_ref
 
 TEACHER = "teacher"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -128,8 +129,11 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
 
         results = path.parent.resolve() / check_relpath(sweep_json["results"], "results (relative to the sweep file)")
     teacher_entry = teacher.get("entry")
-    if teacher_entry is not None and not (isinstance(teacher_entry, str) and teacher_entry.strip()):
-        raise ZooError(f"sweep file {path}: teacher.entry must be a registry entry NAME[@VERSION]")
+    if teacher_entry is not None:
+        try:
+            split_ref(teacher_entry if isinstance(teacher_entry, str) else "")
+        except ZooError as exc:
+            raise ZooError(f"sweep file {path}: teacher.entry must be a registry entry NAME[@VERSION] ({exc})") from None
     data = sweep_json.get("data") or {}
     data_path = (root / data["path"]) if data.get("path") else None
     sweep_name = str(sweep_json.get("name", path.stem))

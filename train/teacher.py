@@ -79,14 +79,12 @@ def _locate(ref: str) -> tuple[Path, dict[str, Any] | None]:
     if path.is_dir():
         return path, None
     looks_like_path = "/" in ref or ref.startswith(".") or path.suffix != ""
-    name, _, version = ref.partition("@")
-    try:
+    if not looks_like_path:
         from zoo.registry import resolve
-    except ImportError:
-        resolve = None
-    if resolve is not None and not looks_like_path:
+        from zoo.registry.model import split_ref
         try:
-            store, entry = resolve(name, 1, version or None)
+            name, version = split_ref(ref)
+            store, entry = resolve(name, 1, version)
         except ZooError as exc:
             raise ZooError(f"--teacher {ref!r} is neither a checkpoint directory nor a registry entry ({exc})") from None
         return Path(store.fetch(entry)), entry.files  # fetch verified every listed file against the index

@@ -62,6 +62,17 @@ def check_name(name: str) -> str:
     return name
 
 
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``NAME[@VERSION]`` -> (name, version or None), as `zoo train --teacher`, a sweep file's ``teacher.entry``
+    and scripts take an entry; the version may be an alias ("stable").  ZooError on a bad name or an empty
+    version, so that a typo names itself instead of surfacing as "no entry"."""
+    name, at, version = str(ref).partition("@")
+    check_name(name)
+    if at and not version:
+        raise ZooError(f"bad entry reference {ref!r}: nothing after '@' (use NAME or NAME@VERSION)")
+    return name, version or None
+
+
 def ch_key(ch_mul: ChMul) -> str:
     """Canonical text of a width ('1', '1/2', '1/3'); accepts 0.5, Fraction(1, 2), '1/2'."""
     return format_ch_mul(parse_ch_mul(ch_mul))
