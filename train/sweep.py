@@ -69,6 +69,7 @@ class Run:
     threads: int = 1
     width: str = "1"                       # ch_mul: the unit that is archived and bundled whole
     record: Optional[str] = None           # where ``zoo sweep archive`` keeps this run's record
+    kimg: float = 0.0                      # its length in the sweep file (T + S): a teacher short of it grows
 
 
 @dataclass
@@ -155,13 +156,13 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     def record(name: str) -> Optional[str]:
         return str(results / name) if results is not None else None
 
-    teacher_out = runs_dir / TEACHER
+    teacher_out, teacher_kimg = runs_dir / TEACHER, float(teacher["stage1_kimg"])
     runs = [Run(TEACHER, str(teacher_out), tuple(common + [
-        "--ch-mul", "1", "--stage1-kimg", f"{float(teacher['stage1_kimg']):g}", "--stage2-kimg", "0",
+        "--ch-mul", "1", "--stage1-kimg", f"{teacher_kimg:g}", "--stage2-kimg", "0",
         "--seed", str(int(teacher.get("seed", 0))), "--out", str(teacher_out)]), threads=teacher_threads,
-        record=record(TEACHER))]
-    schedule = ["--stage1-kimg", f"{float(students['stage1_kimg']):g}",
-                "--stage2-kimg", f"{float(students['stage2_kimg']):g}"]
+        record=record(TEACHER), kimg=teacher_kimg)]
+    student_t, student_s = float(students["stage1_kimg"]), float(students["stage2_kimg"])
+    schedule = ["--stage1-kimg", f"{student_t:g}", "--stage2-kimg", f"{student_s:g}"]
     teacher_final = teacher_out / "final"
     # D-bar: the shipped entry once there is one (no dependency on this machine's teacher run), else the run's
     teacher_arg = teacher_entry or str(teacher_final)
@@ -177,7 +178,7 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
             runs.append(Run(dgl_name, str(dgl_out), tuple(base + lam_args + ["--teacher", teacher_arg,
                                                                         "--out", str(dgl_out)]),
                             needs=teacher_needs, after=teacher_after, threads=threads, width=w,
-                            record=record(dgl_name)))
+                            record=record(dgl_name), kimg=student_t + student_s))
             forked = [("baseline", ["--baseline"])]
             for variant in sweep_json.get("variants", []):
                 if w in [str(x) for x in variant.get("ch_mul", widths)] and seed in variant.get("seeds", seeds):
@@ -194,7 +195,8 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
                 name = f"{_width_dir(w)}/{method}-s{seed}"
                 runs.append(Run(name, str(out), tuple(base + extra + ["--out", str(out)]),
                                 needs=str(dgl_out / "state_stage1" / "counters.json"), fork_from=str(dgl_out),
-                                after=(dgl_name,), threads=threads, width=w, record=record(name)))
+                                after=(dgl_name,), threads=threads, width=w, record=record(name),
+                                kimg=student_t + student_s))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ZooError(f"sweep file {path}: two runs share a name (variant names must be unique)")
@@ -237,11 +239,8 @@ def run_status(run: Run) -> dict[str, Any]:
 def _lengthened(run: Run, summary: dict[str, Any]) -> bool:
     """The teacher run finished short of the T its sweep file now gives (``zoo train`` lengthens a teacher
     on --resume; a student's T and S are fixed, since its Baseline forks at T)."""
-    if run.name != TEACHER or "--stage1-kimg" not in run.argv:
-        return False
-    target = float(run.argv[run.argv.index("--stage1-kimg") + 1])
     kimg = summary.get("kimg")
-    return isinstance(kimg, (int, float)) and kimg < target - 1e-9
+    return run.name == TEACHER and isinstance(kimg, (int, float)) and kimg < run.kimg - 1e-9
 
 
 def command(run: Run) -> list[str]:
