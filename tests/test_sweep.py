@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,32 @@ def test_a_teacher_the_sweep_file_lengthens_is_resumed(tmp_path):
     assert run_local(longer, workers=1, poll_s=0.1, say=say) == {"teacher": 0}
     summary = json.loads((Path(teacher.out) / "summary.json").read_text())
     assert summary["kimg"] == pytest.approx(0.032) and run_status(teacher)["status"] == "done"
+
+
+def test_a_finished_student_of_another_schedule_is_not_counted_as_done(tmp_path):
+    """Shortening or lengthening the students' T + S in the sweep file must not let runs (or archived records)
+    of the old schedule pass for the new one; the teacher is exempt (it is lengthened, above)."""
+    from zoo.errors import ZooError
+    from zoo.train.sweep import load_sweep, run_status
+
+    sweep = load_sweep(_sweep_file(tmp_path, results="results/tiny"))
+    student = sweep.by_name()["1_2/dgl-s0"]
+    assert student.kimg == pytest.approx(0.032)
+
+    def finish(where: Path, t: float, s: float) -> None:
+        (where / "final").mkdir(parents=True, exist_ok=True)
+        (where / "final" / "config.json").write_text("{}")
+        (where / "summary.json").write_text(json.dumps({"T_kimg": t, "S_kimg": s, "kimg": t + s}))
+
+    finish(Path(student.out), 0.016, 0.016)
+    assert run_status(student)["status"] == "done"
+    finish(Path(student.out), 0.008, 0.008)
+    with pytest.raises(ZooError, match=r"T \+ S = 0.008 \+ 0.008 kimg, the sweep file now gives 0.032; move"):
+        run_status(student)
+    shutil.rmtree(student.out)
+    finish(Path(student.record), 0.03, 0.03)  # an archived record of the old schedule
+    with pytest.raises(ZooError, match=str(student.record)):
+        run_status(student)
 
 
 def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):

@@ -217,6 +217,7 @@ def run_status(run: Run) -> dict[str, Any]:
             info = read_json(where / "summary.json")  # a regular file of bounded size (records come from git)
             if not archived and _lengthened(run, info) and (out / "state").is_dir():
                 break  # a teacher the sweep file now asks more kimg of: it continues from its last state
+            _check_schedule(run, info, where)
             return {"status": "done", "archived": archived, "kimg": info.get("kimg"),
                     "train_seconds": info.get("train_seconds"), "cpu_seconds": info.get("cpu_seconds")}
     saved = {"kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
@@ -234,6 +235,17 @@ def run_status(run: Run) -> dict[str, Any]:
     if run.needs and not Path(run.needs).exists():
         return {"status": "waiting", "kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
     return {"status": "ready", "kimg": 0.0, "train_seconds": 0.0, "cpu_seconds": 0.0}
+
+
+def _check_schedule(run: Run, summary: dict[str, Any], where: Path) -> None:
+    """A finished student of another T + S than the sweep file's is not this sweep's run: counting it as done
+    would mix two schedules in one table (the comparison pairs by schedule, the runner does not)."""
+    if run.name == TEACHER or not run.kimg:
+        return
+    t, s = summary.get("T_kimg"), summary.get("S_kimg")
+    if isinstance(t, (int, float)) and isinstance(s, (int, float)) and abs(t + s - run.kimg) > 1e-9:
+        raise ZooError(f"run {run.name}: {where} finished with T + S = {t:g} + {s:g} kimg, the sweep file now gives "
+                       f"{run.kimg:g}; move that directory aside (or restore the schedule) and run again")
 
 
 def _lengthened(run: Run, summary: dict[str, Any]) -> bool:
