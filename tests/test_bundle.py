@@ -18,8 +18,8 @@ KIDS = {("1_2", 0): 0.30, ("1_2", 1): 0.10, ("1_4", 0): 0.20, ("1_4", 1): 0.40, 
 def _sweep_file(root: Path, seeds=(0, 1), name="tiny.json", teacher_entry=None, results=None) -> Path:
     spec = {"name": "tiny", "config": SG2, "preset": "demo", "experiment": "tiny-study", "root": str(root),
             "data": {"path": "data/tiny"}, "teacher": {"stage1_kimg": 0.008},
-            "students": {"ch_mul": ["1/2", "1/4"], "seeds": list(seeds), "stage1_kimg": 0.016,
-                         "stage2_kimg": 0.016, "lambda": 0.1}}
+            "students": {"ch_mul": ["1/2", "1/4"], "seeds": list(seeds), "stage1_kimg": 0.008,
+                         "stage2_kimg": 0.008, "lambda": 0.1}}  # the schedule _train_runs trains
     if teacher_entry:
         spec["teacher"]["entry"] = teacher_entry
     if results:
