@@ -132,7 +132,9 @@ def load_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     teacher_entry = teacher.get("entry")
     if teacher_entry is not None:
         try:
-            split_ref(teacher_entry if isinstance(teacher_entry, str) else "")
+            if not isinstance(teacher_entry, str):  # split_ref would take 2 for the name "2"
+                raise ZooError(f"got {teacher_entry!r:.80}")
+            split_ref(teacher_entry)
         except ZooError as exc:
             raise ZooError(f"sweep file {path}: teacher.entry must be a registry entry NAME[@VERSION] ({exc})") from None
     data = sweep_json.get("data") or {}
