@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -32,15 +31,11 @@ def main(argv=None) -> int:
     import zoo
     from zoo.errors import ZooError
     from zoo.images import class_inputs
-    from zoo.registry.model import split_ref
     from zoo.train.data.dataset import load_dataset
     from zoo.train.metrics.stats import separation
 
     try:
-        name, version = args.name, None
-        if not Path(name).expanduser().is_dir():  # NAME[@VERSION], as zoo train --teacher takes it
-            name, version = split_ref(name)
-        entry = zoo.load_entry(name, ch_mul=args.ch_mul, version=version)
+        entry = zoo.load_entry(args.name, ch_mul=args.ch_mul)  # NAME[@VERSION] or ./directory
         if entry.D is None:
             raise ZooError(f"{args.name}: the entry ships no discriminator")
         data = load_dataset(args.data)

@@ -419,3 +419,29 @@ def test_concurrent_publishers_never_corrupt_the_index(ckpt, tmp_path):
     index = json.loads((registry_root() / "index.json").read_text())
     assert sorted(index["models"]["stylegan2-emoji"]["1/8"]["versions"], key=int) == [str(v) for v in versions]
     assert all(r["ok"] for r in zoo.registry.verify())
+
+
+def test_locate_reads_a_reference_one_way(tmp_path, monkeypatch):
+    """A path (separator, leading '.' or '~', PathLike) is a checkpoint directory; anything else NAME[@VERSION],
+    so a same-named directory in the working directory never shadows an entry."""
+    from zoo.registry import load_entry, locate
+
+    directory, _ = make_checkpoint(tmp_path / "stylegan2-emoji", ch_mul="1/8")
+    ref = publish(directory)
+    assert locate(directory) == (directory, None)
+    monkeypatch.chdir(tmp_path)
+    assert locate("./stylegan2-emoji") == (Path("stylegan2-emoji"), None)
+    path, entry = locate("stylegan2-emoji@1", ch_mul="1/8")  # the entry, though ./stylegan2-emoji exists
+    assert entry == ref and path != Path("stylegan2-emoji").resolve()
+    assert load_entry("stylegan2-emoji@latest", ch_mul="1/8", load_D=False).name == "stylegan2-emoji"
+    with pytest.raises(ZooError, match="not give version=1 as well"):
+        locate("stylegan2-emoji@1", ch_mul="1/8", version=1)
+    with pytest.raises(ZooError, match=r"neither a checkpoint directory nor a registry entry.*no version or alias '7'"):
+        locate("stylegan2-emoji@7", ch_mul="1/8")
+    with pytest.raises(ZooError, match=r"ch_mul=1/2.*a directory 'stylegan2-emoji' exists here: write ./stylegan2-emoji"):
+        locate("stylegan2-emoji", ch_mul="1/2")  # no such width published: the error points at the directory
+    with pytest.raises(ZooError, match="'./missing': no such checkpoint directory"):
+        locate("./missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ZooError, match=r"not a checkpoint directory \(no config.json\)"):
+        locate(Path("empty"))

@@ -75,27 +75,18 @@ def state_digest(module: torch.nn.Module) -> str:
 
 def _locate(ref: str) -> tuple[Path, dict[str, Any] | None]:
     """(checkpoint directory, the registry index's file records or None for a plain directory)."""
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        return path, None
-    looks_like_path = "/" in ref or ref.startswith(".") or path.suffix != ""
-    if not looks_like_path:
-        from zoo.registry import resolve
-        from zoo.registry.model import split_ref
-        try:
-            name, version = split_ref(ref)
-            store, entry = resolve(name, 1, version)
-        except ZooError as exc:
-            raise ZooError(f"--teacher {ref!r} is neither a checkpoint directory nor a registry entry ({exc})") from None
-        return Path(store.fetch(entry)), entry.files  # fetch verified every listed file against the index
-    raise ZooError(f"--teacher {ref!r}: no such checkpoint directory")
+    from zoo.registry import locate
+
+    try:
+        path, entry = locate(ref)
+    except ZooError as exc:
+        raise ZooError(f"--teacher {exc}") from None
+    return path, None if entry is None else entry.files
 
 
 def resolve_teacher(ref: str, student_cfg) -> TeacherRef:
     """Find and validate a teacher for ``student_cfg``; raises ZooError with the first mismatch."""
     path, index_files = _locate(ref)
-    if not (path / "config.json").is_file():
-        raise ZooError(f"--teacher {ref!r}: {path} is not a checkpoint directory (no config.json)")
     # what lists the teacher's files: the registry index (already verified), else its manifest.json
     listed = set(index_files) if index_files is not None else verify_manifest(path)
     d_file = path / WEIGHT_FILES["D"]

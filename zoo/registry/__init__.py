@@ -16,12 +16,12 @@ Layers: :mod:`zoo.integrity` (hashes, manifests, safe opens, atomic writes, lock
 (entries, versions, aliases, the index, the store interface) <- the stores (:mod:`.local`, :mod:`.http`,
 :mod:`.hf`) <- :mod:`.schemes` (URI scheme -> store) <- :mod:`.api` / :mod:`.publish` / :mod:`.cli`.
 """
-from zoo.registry.api import compare, info, list_entries, load, load_entry, resolve, set_alias, stores, verify
+from zoo.registry.api import compare, info, list_entries, load, load_entry, locate, resolve, set_alias, stores, verify
 from zoo.registry.model import EntryRef, Store, default_registry_uri
 from zoo.registry.publish import publish
 from zoo.registry.schemes import open_store
 
 __all__ = [
-    "EntryRef", "Store", "compare", "default_registry_uri", "info", "list_entries", "load", "load_entry",
+    "EntryRef", "Store", "compare", "default_registry_uri", "info", "list_entries", "load", "load_entry", "locate",
     "open_store", "publish", "resolve", "set_alias", "stores", "verify",
 ]

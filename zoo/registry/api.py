@@ -1,4 +1,4 @@
-"""The read API: ``zoo.load``, ``zoo.list``, ``zoo.info``, ``load_entry``, aliases, verify, compare.
+"""The read API: ``zoo.load``, ``zoo.list``, ``zoo.info``, ``load_entry``, ``locate``, aliases, verify, compare.
 
 ``registry=None`` means the default chain: ``$GANZOO_REGISTRY`` (or ``$GANZOO_HOME/registry``, default
 ``~/.cache/ganzoo/registry``), then the entries bundled with the package (``zoo/weights/registry``)
@@ -13,7 +13,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 from zoo.integrity import check_relpath
-from zoo.registry.model import EntryRef, Store, headline, iter_entries
+from zoo.registry.model import EntryRef, Store, headline, iter_entries, split_ref
 from zoo.registry.schemes import open_store
 from zoo.widths import ChMul
 
@@ -62,30 +62,53 @@ def _as_dtype(dtype):
     return names[str(dtype)]
 
 
-def _checkpoint_dir(name) -> Path | None:
-    if isinstance(name, os.PathLike):
-        name = os.fspath(name)
-    p = Path(name)
-    return p if ("/" in name or os.sep in name or name.startswith(".")) and (p / "config.json").is_file() else None
+def _is_path(ref: str) -> bool:
+    return "/" in ref or os.sep in ref or ref.startswith((".", "~"))
+
+
+def locate(ref: str | os.PathLike, ch_mul: ChMul = 1, version: Any = None,
+           registry=None) -> tuple[Path, EntryRef | None]:
+    """Where a checkpoint reference points, as every API and command that takes "a checkpoint directory or a
+    registry entry" reads it: ``(directory, None)`` for a checkpoint directory, else ``(the fetched entry's
+    directory, its EntryRef)`` for ``NAME[@VERSION]`` (fetch verified every file the index lists).
+
+    A path is a ``PathLike`` or text with a separator or a leading '.' or '~' (``./runs``, not ``runs``), and
+    anything else names an entry, so that a directory in the working directory never shadows an entry.
+    ``version`` may be given here or after '@', not both.
+    """
+    if isinstance(ref, os.PathLike) or _is_path(str(ref)):
+        path = Path(ref).expanduser()
+        if not path.is_dir():
+            raise ZooError(f"{os.fspath(ref)!r}: no such checkpoint directory")
+        if not (path / "config.json").is_file():
+            raise ZooError(f"{os.fspath(ref)!r} is not a checkpoint directory (no config.json)")
+        return path, None
+    name, at_version = split_ref(ref)
+    if at_version is not None and version is not None:
+        raise ZooError(f"{ref!r} names its version after '@'; do not give version={version!r} as well")
+    try:
+        store, entry = resolve(name, ch_mul, at_version if version is None else version, registry)
+    except ZooError as exc:
+        hint = f"; a directory {ref!r} exists here: write ./{ref} to use it" if Path(ref).is_dir() else ""
+        raise ZooError(f"{ref!r} is neither a checkpoint directory nor a registry entry ({exc}{hint})") from None
+    return Path(store.fetch(entry)), entry
 
 
 def load_entry(name: str | os.PathLike, ch_mul: ChMul = 1, version: Any = None, device: str = "cpu",
                load_D: bool = True, registry=None):
     """G_ema, G, D, config and metadata of an entry (``zoo.checkpoint.Checkpoint``), files verified first.
 
-    ``name`` may also be a checkpoint directory path (then ``ch_mul``/``version``/``registry`` are unused
-    and it is :func:`zoo.checkpoint.load_checkpoint`).
+    ``name`` is what :func:`locate` takes: ``NAME[@VERSION]``, or a checkpoint directory path (then
+    ``ch_mul``/``version``/``registry`` are unused and it is :func:`zoo.checkpoint.load_checkpoint`).
     """
     from zoo.checkpoint import load_checkpoint
 
-    directory = _checkpoint_dir(name)
-    if directory is not None:
+    directory, entry = locate(name, ch_mul, version, registry)
+    if entry is None:
         return load_checkpoint(directory, device=device, load_D=load_D)
-    store, ref = resolve(name, ch_mul, version, registry)
-    directory = store.fetch(ref)  # verified against the index's sha256 of every file
     # only what the index lists (and fetch just verified) is read: a file copied into the entry later is not
-    ckpt = load_checkpoint(directory, device=device, load_D=load_D, verify=False, listed=ref.files)
-    ckpt.name = ref.name
+    ckpt = load_checkpoint(directory, device=device, load_D=load_D, verify=False, listed=entry.files)
+    ckpt.name = entry.name
     return ckpt
 
 
