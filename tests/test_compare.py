@@ -313,6 +313,10 @@ def test_bad_input(study, tmp_path, capsys):
     assert code == 2 and "give --out DIR" in err
     code, _, err = zoo(capsys=capsys)
     assert code == 2 and "give a registry NAME, or runs" in err
+    code, _, err = zoo(SG2, "--curves", "kid", capsys=capsys)  # registry mode has no runs to draw curves from
+    assert code == 2 and "--curves" in err and "apply to runs" in err
+    code, _, err = zoo("--runs-dir", study / "runs", "--curves", "kd", capsys=capsys)
+    assert code == 2 and "--curves 'kd': not a metric" in err and "Traceback" not in err
 
 
 def test_latency_from_registry_and_registry_mode(study, tmp_path, capsys):
@@ -405,3 +409,33 @@ def test_a_malformed_kept_latency_table_is_a_clear_error(tmp_path):
         with pytest.raises(ZooError, match=f"{i}.json: not a latency record"):
             latency_tables(tmp_path)
         bad.unlink()
+
+
+def test_stage2_curves_pair_each_evaluation_by_seed(capsys, tmp_path):
+    """--curves kid: the metric at every stage-II evaluation the variant and its reference share, per seed,
+    the shared value at T once, and per evaluation how many seeds had the variant ahead."""
+    from zoo.train.compare import RunRecord, build_report, format_markdown
+    from zoo.errors import ZooError
+
+    # (method, seed) -> logged (kimg, kid); a forked Baseline logs stage II only
+    logged = {("dgl", 0): [(20.0, 1.5), (30.0, 1.2), (40.0, 0.9), (60.0, 0.7)],
+              ("dgl", 1): [(30.0, 1.3), (40.0, 1.1), (60.0, 0.8)],
+              ("baseline", 0): [(40.0, 1.0), (60.0, 0.75)],
+              ("baseline", 1): [(40.0, 1.0), (60.0, 0.9)]}
+    runs = [RunRecord(key=f"{m}-s{s}", name=f"{m}-s{s}", source="dir", status="FINISHED", config=SG2, method=m,
+                      ch_mul="1/4", seed=s, lam=0.1 if m == "dgl" else 0.0, T_kimg=30, S_kimg=30,
+                      metrics={"kid": pts[-1][1]}, end_time=1, metrics_info=INFO,
+                      history_loader=lambda keys, pts=pts: {"metric/kid": pts} if "metric/kid" in keys else {})
+            for (m, s), pts in logged.items()]
+    (cfg,) = build_report(runs, source={"kind": "dir", "runs_dir": "x"}, stats=False, curves="kid")["configs"]
+    (curve,) = cfg["curves"]
+    assert (curve["variant"], curve["baseline"], curve["kimg"]) == ("DGL-GAN (λ=0.1)", "Baseline", [40.0, 60.0])
+    assert curve["seeds"]["0"] == {"T": 1.2, "variant": [0.9, 0.7], "baseline": [1.0, 0.75]}
+    assert curve["seeds"]["1"] == {"T": 1.3, "variant": [1.1, 0.8], "baseline": [1.0, 0.9]}
+    assert curve["better"] == [1, 2] and curve["counted"] == [2, 2]
+    md = format_markdown({"source": {"kind": "dir", "runs_dir": "x"}, "notes": [], "configs": [cfg]})
+    assert "| 0 | 1200 | 900.0 / 1000 | 700.0 / 750.0 |" in md
+    assert "| DGL-GAN (λ=0.1) lower (better) |  | 1 of 2 | 2 of 2 |" in md
+    assert not build_report(runs, source={"kind": "dir", "runs_dir": "x"}, stats=False)["configs"][0]["curves"]
+    with pytest.raises(ZooError, match="--curves 'kd': not a metric"):
+        build_report(runs, source={"kind": "dir", "runs_dir": "x"}, stats=False, curves="kd")

@@ -644,10 +644,14 @@ def _ch_value(ch: Optional[str]) -> Fraction:
 
 
 def build_report(runs: list[RunRecord], *, source: dict[str, Any], configs: Optional[list[str]] = None,
-                 registry=None, stats: bool = True, tables: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+                 registry=None, stats: bool = True, tables: Iterable[dict[str, Any]] = (),
+                 curves: Optional[str] = None) -> dict[str, Any]:
     """The tables (a JSON-able dict) from run records: per configuration, rows, paired differences, refusals.
     Latency comes from the registry entries, and from kept bench ``tables`` (:func:`latency_tables`) for
-    the (width, device, back-end, dtype, batch) cells the registry has no row for."""
+    the (width, device, back-end, dtype, batch) cells the registry has no row for.  ``curves`` (a metric
+    name): also that metric at every evaluation of stage II for each paired comparison (:func:`stage2_curve`)."""
+    if curves is not None and curves not in METRICS:
+        raise ZooError(f"--curves {curves!r}: not a metric; use one of {', '.join(METRICS)}")
     tables = list(tables)
     notes: list[str] = []
     unfinished = [r for r in runs if not r.finished]
@@ -675,12 +679,13 @@ def build_report(runs: list[RunRecord], *, source: dict[str, Any], configs: Opti
                               "confidence": CONFIDENCE}
     for config in sorted({r.config for r in finished}):
         report["configs"].append(_config_table(config, [r for r in finished if r.config == config], registry,
-                                               report, stats, [t for t in tables if t["config"] == config]))
+                                               report, stats, [t for t in tables if t["config"] == config],
+                                               curves))
     return report
 
 
 def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str, Any], stats: bool,
-                  tables: list[dict[str, Any]]) -> dict[str, Any]:
+                  tables: list[dict[str, Any]], curves: Optional[str] = None) -> dict[str, Any]:
     notes: list[str] = []
     # --- one run per (row, seed): the latest finished one
     chosen: dict[tuple, RunRecord] = {}
@@ -814,7 +819,8 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
     # --- paired differences: every non-baseline student variant vs the Baseline of its width and schedule,
     # and a lazy (K > 1) or D-bar-only DGL variant also vs the plain DGL run of the same lambda: the question
     # such a variant has to answer is whether it loses anything against Algorithm 1 itself
-    paired = []
+    paired, curve_tables = [], []
+    records = {r.key: r for r in runs}
     base_rows = {(r["ch_mul"], r["preset"], r["T_kimg"], r["S_kimg"]): r for r in rows if r["method"] == "baseline"}
     every_step = {(r["ch_mul"], r["preset"], r["T_kimg"], r["S_kimg"], r["lambda"]): r for r in rows
                   if r["method"] == "dgl" and r["dgl_interval"] == 1 and r["student_adv"]}
@@ -832,12 +838,48 @@ def _config_table(config: str, runs: list[RunRecord], registry, report: dict[str
             references.append(every_step[(*schedule, row["lambda"])])
         for ref in references:
             paired += _paired(row, ref, [m for m in metric_names if m not in refused])
+            curve = stage2_curve(row, ref, records, curves) if curves and curves not in refused else None
+            if curve:
+                curve_tables.append(curve)
     if paired:
         notes.append(f"paired intervals are per comparison ({len(paired)} of them here), not corrected for "
                      "multiple comparisons; with few seeds they are wide by construction")
     return {"config": config, "family": family, "metrics": metric_names, "refused": refused,
             "provenance": provenance, "latency_groups": [list(g) for g in groups], "rows": rows,
-            "paired": paired, "notes": notes, "arch": arch_by_ch}
+            "paired": paired, "curves": curve_tables, "notes": notes, "arch": arch_by_ch}
+
+
+def stage2_curve(row: dict[str, Any], ref: dict[str, Any], records: dict[str, RunRecord],
+                 metric: str) -> Optional[dict[str, Any]]:
+    """``metric`` at every evaluation of stage II, seed by seed, for a variant row and its reference row, from
+    the runs' logged histories.  A pair shares stage I (the reference is forked from the variant at T), so the
+    value at T is shown once; "better" counts, per evaluation, the seeds where the variant was ahead."""
+    key, T = f"metric/{metric}", row["T_kimg"]
+
+    def points(run_key: str) -> dict[float, float]:
+        return {round(k, 3): v for k, v in records[run_key].history([key]).get(key, [])}
+
+    per_seed = {}
+    for seed, run_key in zip(row["seeds"], row["runs"]):
+        if seed not in ref["seeds"]:
+            continue
+        ours, theirs = points(run_key), points(ref["runs"][ref["seeds"].index(seed)])
+        stage2 = sorted(k for k in set(ours) & set(theirs) if T is None or k > T)
+        if stage2:
+            per_seed[str(seed)] = {"T": ours.get(round(T, 3)) if T is not None else None,
+                                   "points": {k: (ours[k], theirs[k]) for k in stage2}}
+    if not per_seed:
+        return None
+    kimg = sorted({k for seed in per_seed.values() for k in seed["points"]})
+    sign = METRICS[metric][2]
+    better = [sum(1 for seed in per_seed.values() if k in seed["points"]
+                  and sign * (seed["points"][k][0] - seed["points"][k][1]) > 0) for k in kimg]
+    return {"ch_mul": row["ch_mul"], "variant": row["label"], "baseline": ref["label"], "metric": metric,
+            "T_kimg": T, "kimg": kimg, "better": better,
+            "counted": [sum(1 for seed in per_seed.values() if k in seed["points"]) for k in kimg],
+            "seeds": {s: {"T": d["T"], "variant": [d["points"].get(k, (None, None))[0] for k in kimg],
+                          "baseline": [d["points"].get(k, (None, None))[1] for k in kimg]}
+                      for s, d in per_seed.items()}}
 
 
 def _paired(row: dict[str, Any], ref: dict[str, Any], metric_names: list[str]) -> list[dict[str, Any]]:
@@ -921,6 +963,28 @@ def paired_columns(cfg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def curve_caption(curve: dict[str, Any]) -> str:
+    T = curve["T_kimg"]
+    shared = f"; the pair shares stage I, to T = {T:g} kimg" if T is not None else ""
+    return (f"{METRICS[curve['metric']][0]} at each evaluation of stage II (kimg), ch_mul {curve['ch_mul']}: "
+            f"{curve['variant']} / {curve['baseline']}{shared}:")
+
+
+def curve_columns(curve: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    scale = METRICS[curve["metric"]][1]
+    # the T column only where some run was evaluated at T (the stage switch)
+    T = curve["T_kimg"] if any(d["T"] is not None for d in curve["seeds"].values()) else None
+    fmt = (lambda v: _num(None if v is None else v * scale))
+    header = ["seed"] + ([f"T = {T:g}"] if T is not None else []) + [f"{k:g}" for k in curve["kimg"]]
+    body = [[s] + ([fmt(d["T"])] if T is not None else [])
+            + [f"{fmt(a)} / {fmt(b)}" for a, b in zip(d["variant"], d["baseline"])]
+            for s, d in sorted(curve["seeds"].items(), key=lambda kv: int(kv[0]))]
+    direction = "lower" if METRICS[curve["metric"]][2] < 0 else "higher"
+    body.append([f"{curve['variant']} {direction} (better)"] + ([""] if T is not None else [])
+                + [f"{b} of {n}" for b, n in zip(curve["better"], curve["counted"])])
+    return header, body
+
+
 def _signed(x: float) -> str:
     return ("+" if x > 0 else "") + _num(x)
 
@@ -960,6 +1024,8 @@ def format_markdown(report: dict[str, Any]) -> str:
         if cfg["paired"]:
             out += ["", "Paired by seed (variant − reference of the same seed, width and schedule):", "",
                     _md_table(*paired_columns(cfg))]
+        for curve in cfg.get("curves", []):
+            out += ["", curve_caption(curve), "", _md_table(*curve_columns(curve))]
         for msg in cfg["refused"].values():
             out += ["", f"REFUSED {msg}"]
         prov = provenance_text(cfg)
@@ -1032,6 +1098,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["md", "csv", "json", "html"], default=None,
                         help="run mode output (default md); html writes DIR/report.html (needs --out)")
     parser.add_argument("--out", default=None, help="also write the output into this directory (html: required)")
+    parser.add_argument("--curves", default=None, metavar="METRIC",
+                        help="run mode: also METRIC (e.g. kid) at every evaluation of stage II, seed by seed, for "
+                             "each paired comparison, from the runs' logged histories")
 
 
 def _split(text: Optional[str]) -> list[str]:
@@ -1072,8 +1141,8 @@ def run(args) -> int:
     if not run_mode:
         if args.name is None:
             raise ZooError("give a registry NAME, or runs: --experiment NAME, --runs ID,... or --runs-dir DIR")
-        if args.format not in (None, "md") or args.out or args.config or args.tracking_uri:
-            raise ZooError("--format, --out, --config and --tracking-uri apply to runs (--experiment / --runs / "
+        if args.format not in (None, "md") or args.out or args.config or args.tracking_uri or args.curves:
+            raise ZooError("--format, --out, --config, --curves and --tracking-uri apply to runs (--experiment / --runs / "
                            "--runs-dir); `zoo compare NAME` compares registry widths (use --json)")
         from zoo.registry.cli import run_compare
 
@@ -1087,7 +1156,7 @@ def run(args) -> int:
     records, source = gather(args)
     tables = latency_tables(args.runs_dir) if args.runs_dir else []
     report = build_report(records, source=source, configs=_split(args.config) or None, registry=args.registry,
-                          tables=tables)
+                          tables=tables, curves=args.curves)
     out_dir = Path(args.out) if args.out else None
     if fmt == "html":
         from zoo.train.report import write_html
