@@ -434,6 +434,8 @@ def test_locate_reads_a_reference_one_way(tmp_path, monkeypatch):
     path, entry = locate("stylegan2-emoji@1", ch_mul="1/8")  # the entry, though ./stylegan2-emoji exists
     assert entry == ref and path != Path("stylegan2-emoji").resolve()
     assert load_entry("stylegan2-emoji@latest", ch_mul="1/8", load_D=False).name == "stylegan2-emoji"
+    assert api.resolve("stylegan2-emoji@1", "1/8")[1] == ref  # every lookup takes NAME@VERSION: zoo.load, info, ...
+    assert zoo.info("stylegan2-emoji@1", ch_mul="1/8")["version"] == ref.version
     with pytest.raises(ZooError, match="not give version=1 as well"):
         locate("stylegan2-emoji@1", ch_mul="1/8", version=1)
     with pytest.raises(ZooError, match=r"neither a checkpoint directory nor a registry entry.*no version or alias '7'"):

@@ -39,7 +39,12 @@ def stores(registry: str | os.PathLike | Store | None = None) -> list[Store]:
 
 
 def resolve(name: str, ch_mul: ChMul = 1, version: Any = None, registry=None) -> tuple[Store, EntryRef]:
-    """(store, entry) for a name, width and version/alias; the first store of the chain that has it."""
+    """(store, entry) for a name, width and version/alias; the first store of the chain that has it.
+    ``name`` may carry the version as ``NAME@VERSION`` (then not ``version`` as well)."""
+    name, at_version = split_ref(name)
+    if at_version is not None and version is not None:
+        raise ZooError(f"{name}@{at_version} names its version after '@'; do not give version={version!r} as well")
+    version = at_version if version is None else version
     first_error = None
     for store in stores(registry):
         try:
@@ -83,11 +88,8 @@ def locate(ref: str | os.PathLike, ch_mul: ChMul = 1, version: Any = None,
         if not (path / "config.json").is_file():
             raise ZooError(f"{os.fspath(ref)!r} is not a checkpoint directory (no config.json)")
         return path, None
-    name, at_version = split_ref(ref)
-    if at_version is not None and version is not None:
-        raise ZooError(f"{ref!r} names its version after '@'; do not give version={version!r} as well")
     try:
-        store, entry = resolve(name, ch_mul, at_version if version is None else version, registry)
+        store, entry = resolve(ref, ch_mul, version, registry)
     except ZooError as exc:
         hint = f"; a directory {ref!r} exists here: write ./{ref} to use it" if Path(ref).is_dir() else ""
         raise ZooError(f"{ref!r} is neither a checkpoint directory nor a registry entry ({exc}{hint})") from None
