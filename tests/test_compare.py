@@ -1,5 +1,6 @@
 """`zoo compare` over training runs (train/compare.py): tables from MLflow and from run directories,
 checked against statistics computed here, the refusal of columns computed differently, and bad input."""
+import importlib.util
 import json
 import math
 import shutil
@@ -414,7 +415,7 @@ def test_a_malformed_kept_latency_table_is_a_clear_error(tmp_path):
 def test_stage2_curves_pair_each_evaluation_by_seed(capsys, tmp_path):
     """--curves kid: the metric at every stage-II evaluation the variant and its reference share, per seed,
     the shared value at T once, and per evaluation how many seeds had the variant ahead."""
-    from zoo.train.compare import RunRecord, build_report, format_markdown
+    from zoo.train.compare import RunRecord, build_report, format_csv, format_markdown
     from zoo.errors import ZooError
 
     # (method, seed) -> logged (kimg, kid); a forked Baseline logs stage II only
@@ -427,7 +428,8 @@ def test_stage2_curves_pair_each_evaluation_by_seed(capsys, tmp_path):
                       metrics={"kid": pts[-1][1]}, end_time=1, metrics_info=INFO,
                       history_loader=lambda keys, pts=pts: {"metric/kid": pts} if "metric/kid" in keys else {})
             for (m, s), pts in logged.items()]
-    (cfg,) = build_report(runs, source={"kind": "dir", "runs_dir": "x"}, stats=False, curves="kid")["configs"]
+    report = build_report(runs, source={"kind": "dir", "runs_dir": "x"}, stats=False, curves="kid")
+    (cfg,) = report["configs"]
     (curve,) = cfg["curves"]
     assert (curve["variant"], curve["baseline"], curve["kimg"]) == ("DGL-GAN (λ=0.1)", "Baseline", [40.0, 60.0])
     assert curve["seeds"]["0"] == {"T": 1.2, "variant": [0.9, 0.7], "baseline": [1.0, 0.75]}
@@ -436,6 +438,17 @@ def test_stage2_curves_pair_each_evaluation_by_seed(capsys, tmp_path):
     md = format_markdown({"source": {"kind": "dir", "runs_dir": "x"}, "notes": [], "configs": [cfg]})
     assert "| 0 | 1200 | 900.0 / 1000 | 700.0 / 750.0 |" in md
     assert "| DGL-GAN (λ=0.1) lower (better) |  | 1 of 2 | 2 of 2 |" in md
+    import csv
+    import io
+
+    csv_rows = [r for r in csv.DictReader(io.StringIO(format_csv({"configs": [cfg]}))) if r["kind"] == "curve"]
+    assert [(r["seeds"], r["kimg"], r["values"]) for r in csv_rows] == [
+        ("0", "40.0", "0.9;1.0"), ("0", "60.0", "0.7;0.75"), ("1", "40.0", "1.1;1.0"), ("1", "60.0", "0.8;0.9")]
+    if importlib.util.find_spec("matplotlib"):  # the html report (extra `report`) shows the same table
+        from zoo.train.report import write_html
+
+        page = write_html(report, runs, tmp_path).read_text()
+        assert "at each evaluation of stage II" in page and "<td>900.0 / 1000</td>" in page and "2 of 2" in page
     assert not build_report(runs, source={"kind": "dir", "runs_dir": "x"}, stats=False)["configs"][0]["curves"]
     with pytest.raises(ZooError, match="--curves 'kd': not a metric"):
         build_report(runs, source={"kind": "dir", "runs_dir": "x"}, stats=False, curves="kd")

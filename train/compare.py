@@ -1039,11 +1039,12 @@ def format_markdown(report: dict[str, Any]) -> str:
 
 CSV_FIELDS = ["kind", "config", "label", "method", "ch_mul", "lambda", "dgl_interval", "preset", "T_kimg",
               "S_kimg", "params_G", "macs_G_paper", "macs_G_fvcore", "metric", "n", "seeds", "values", "mean",
-              "std", "ci_low", "ci_high", "reading", "refused"]
+              "std", "ci_low", "ci_high", "reading", "refused", "kimg"]
 
 
 def format_csv(report: dict[str, Any]) -> str:
-    """Long format, raw values (KID not scaled): one line per (row, metric) and per paired comparison."""
+    """Long format, raw values (KID not scaled): one line per (row, metric) and per paired comparison, and with
+    curves one per (comparison, seed, evaluation) whose ``values`` are "variant;reference"."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
@@ -1071,6 +1072,13 @@ def format_csv(report: dict[str, Any]) -> str:
                         "std": "" if p["std"] is None else repr(p["std"]),
                         "ci_low": "" if p["ci"] is None else repr(p["ci"][0]),
                         "ci_high": "" if p["ci"] is None else repr(p["ci"][1]), "reading": p["reading"]})
+        for c in cfg.get("curves", []):  # one line per (evaluation, seed): the variant's value, then the reference's
+            for seed, d in c["seeds"].items():
+                for kimg, ours, theirs in zip(c["kimg"], d["variant"], d["baseline"]):
+                    w.writerow({"kind": "curve", "config": cfg["config"], "label": f"{c['variant']} / {c['baseline']}",
+                                "ch_mul": c["ch_mul"], "metric": c["metric"], "T_kimg": c["T_kimg"], "seeds": seed,
+                                "kimg": repr(kimg), "values": ";".join("" if v is None else repr(v)
+                                                                      for v in (ours, theirs))})
     return buf.getvalue()
 
 

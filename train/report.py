@@ -23,8 +23,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Optional
 
-from zoo.train.compare import (CONFIDENCE, METRICS, SCORES, RunRecord, group_label, paired_columns, provenance_text,
-                           source_text, table_columns)
+from zoo.train.compare import (CONFIDENCE, METRICS, SCORES, RunRecord, curve_caption, curve_columns, group_label,
+                           paired_columns, provenance_text, source_text, table_columns)
 from zoo.errors import ZooError
 
 # Paper, Table 2 and section 4.1: StyleGAN2 FFHQ-1024 on one Tesla V100, minibatch 48, mean of 200 runs.
@@ -316,6 +316,8 @@ def render_html(report: dict[str, Any], runs: list[RunRecord]) -> str:
         parts.append("<h3>Size, speed and quality</h3>" + _table(*table_columns(cfg)))
         if cfg["paired"]:
             parts.append("<h3>Paired by seed: variant − reference</h3>" + _table(*paired_columns(cfg)))
+        for curve in cfg.get("curves", []):
+            parts.append(f"<p>{html.escape(curve_caption(curve))}</p>" + _table(*curve_columns(curve)))
         for msg in cfg["refused"].values():
             parts.append(f"<p class=refused>REFUSED {html.escape(msg)}</p>")
         prov = provenance_text(cfg)
