@@ -103,19 +103,18 @@ def shipped_teacher(index: dict[str, Any], entry: str, registry: Path) -> Shippe
     """Find ``NAME[@VERSION]`` (ch_mul 1) in a registry index; ZooError if it is not there or has no D."""
     from zoo.checkpoint import WEIGHT_FILES
     from zoo.integrity import check_relpath
-    from zoo.registry.model import sorted_versions, split_ref
+    from zoo.registry.model import resolve, split_ref
 
     name, version = split_ref(entry)
-    versions = ((index.get("models") or {}).get(name) or {}).get("1", {}).get("versions") or {}
-    if not versions:
-        raise ZooError(f"teacher.entry {entry!r}: the target registry has no {name} ch_mul=1")
-    version = version or sorted_versions(versions)[-1]
-    record = versions.get(version) or {}
-    d = record.get("files", {}).get(WEIGHT_FILES["D"])
+    try:  # the registry's own lookup: versions, aliases and 'latest' as `zoo train --teacher` reads them
+        ref = resolve(index, name, 1, version, where="the target registry")
+    except ZooError as exc:
+        raise ZooError(f"teacher.entry {entry!r}: the target registry has no such version ({exc})") from None
+    d = ref.files.get(WEIGHT_FILES["D"])
     if d is None:
-        raise ZooError(f"teacher.entry {entry!r}: the target registry has no such version with a discriminator")
-    return ShippedTeacher(name, "1", version, record["metadata"]["registry"]["generator_sha256"], d["sha256"],
-                          registry / check_relpath(record["path"], "registry entry path"))
+        raise ZooError(f"teacher.entry {entry!r}: {ref} in the target registry has no discriminator")
+    return ShippedTeacher(name, ref.ch_mul, ref.version, ref.metadata["registry"]["generator_sha256"], d["sha256"],
+                          registry / check_relpath(ref.path, "registry entry path"))
 
 
 def plan_bundle(sweep, teacher: Optional[ShippedTeacher] = None,
